@@ -1,0 +1,57 @@
+"""The app factory: load mapping and outbox once, register the views, start the embedded dispatcher."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from .config import Settings
+from .errors import ConfigError
+from .metrics import create_metrics
+from .outbox import Outbox, open_outbox
+from .route import load_mapping
+from .runtime import Runtime
+
+
+log = logging.getLogger("receiver")
+
+
+def create_app(settings: Settings | None = None, *, outbox: Outbox | None = None) -> Flask:
+    """Build the receiver: load the mapping and outbox once, register the views, start delivery."""
+    if settings is None:
+        from .logs import configure_logging
+
+        settings = Settings.from_env()
+        configure_logging(settings.log_level)
+    if settings.mapping_path is None:
+        raise ConfigError("RECEIVER_MAPPING is not set: point it at a mapping file (see examples/mapping.yaml)")
+    mapping = load_mapping(settings.mapping_path)
+    box = outbox if outbox is not None else open_outbox(settings.database_url)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    rt = Runtime(settings=settings, mapping=mapping, outbox=box, metrics=create_metrics())
+    app.extensions["pipedial"] = rt
+
+    from . import views
+
+    views.init_app(app)
+    if settings.embedded_worker:
+        rt.dispatcher = _start_dispatcher(rt)
+    log.info(
+        "receiver ready",
+        extra={"mapping_version": mapping.version, "routes": len(mapping.routes), "dry_run": settings.dry_run,
+               "embedded_worker": settings.embedded_worker, "outbox": settings.database_url.split(":", 1)[0]},
+    )
+    return app
+
+
+def _start_dispatcher(rt: Runtime):  # type: ignore[no-untyped-def]
+    from .deliver import Dispatcher, owner_id
+    from .platform import PlatformClient
+
+    dispatcher = Dispatcher(rt.outbox, PlatformClient(rt.settings), rt.settings, owner=owner_id())
+    dispatcher.start()
+    return dispatcher
