@@ -87,10 +87,7 @@ def load_mapping(path: str | Path) -> Mapping:
 
 def compile_mapping(data: Any, *, path: str = "<mapping>", version: str | None = None) -> Mapping:
     """Validate decoded mapping data and compile its routes."""
-    errors = [
-        (err.json_path, err.message)
-        for err in sorted(_validator().iter_errors(data), key=lambda e: (e.json_path, e.message))
-    ]
+    errors = sorted({_describe(err) for err in _validator().iter_errors(data)})
     if errors:
         raise MappingError(path, errors)
     errors.extend(_semantic_errors(data))
@@ -101,6 +98,15 @@ def compile_mapping(data: Any, *, path: str = "<mapping>", version: str | None =
     if version is None:
         version = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
     return Mapping(routes=routes, version=version, path=path)
+
+
+def _describe(err: jsonschema.ValidationError) -> tuple[str, str]:
+    """Return (json_path, message), preferring the most telling sub-error of oneOf/anyOf."""
+    if err.context:
+        best = jsonschema.exceptions.best_match(err.context)
+        if best is not None:
+            return best.json_path, best.message
+    return err.json_path, err.message
 
 
 def parse_duration(value: str | int) -> float:
