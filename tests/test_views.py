@@ -1,0 +1,229 @@
+"""POST /hooks/<source> through the app factory: every answer of DESIGN.md, nothing stored on errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from receiver import create_app
+from receiver.config import Settings
+from receiver.errors import OutboxUnavailableError
+from receiver.outbox import open_outbox
+from tests.helpers.receiver import HCP_SECRET, hcp_headers, hcp_run_body
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "webhooks"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(name="settings")
+def _settings(tmp_path: Path) -> Settings:
+    return Settings(
+        mapping_path=REPO / "examples" / "mapping.yaml",
+        database_url=f"sqlite:///{tmp_path / 'outbox.db'}",
+        secrets={"hcp-terraform": ("rotated-new", HCP_SECRET)},
+        embedded_worker=False,
+        max_body=64 * 1024,
+    )
+
+
+@pytest.fixture(name="app")
+def _app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings)
+    yield app
+    app.extensions["pipedial"].close()
+
+
+@pytest.fixture(name="client")
+def _client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def stored_jobs(app: Flask) -> int:
+    counts: dict[str, int] = app.extensions["pipedial"].outbox.counts()
+    return sum(counts.values())
+
+
+def post(client: FlaskClient, body: bytes, headers: dict[str, str] | None = None, source: str = "hcp-terraform") -> Any:
+    return client.post(f"/hooks/{source}", data=body, headers=hcp_headers(body) if headers is None else headers)
+
+
+def test_signed_event_is_stored_and_answered_202(client: FlaskClient, app: Flask) -> None:
+    body = hcp_run_body("run-1")
+    answer = post(client, body)
+    assert answer.status_code == 202
+    data = answer.get_json()
+    assert data["duplicate"] is False and data["event_id"]
+    assert data["routes"][0]["name"] == "hcp-run-problem"
+    assert stored_jobs(app) == 1
+
+
+def test_redelivery_is_answered_200_duplicate_and_stores_nothing_new(client: FlaskClient, app: Flask) -> None:
+    body = hcp_run_body("run-2")
+    first = post(client, body).get_json()
+    again = post(client, body)
+    assert again.status_code == 200
+    assert again.get_json()["duplicate"] is True
+    assert again.get_json()["routes"][0]["job_id"] == first["routes"][0]["job_id"]
+    assert stored_jobs(app) == 1
+
+
+def test_any_rotated_secret_verifies(client: FlaskClient) -> None:
+    body = hcp_run_body("run-3")
+    assert post(client, body, hcp_headers(body, "rotated-new")).status_code == 202
+
+
+@pytest.mark.parametrize(
+    ("mutate", "status", "code"),
+    [
+        (lambda b, h: (b, {**h, "X-TFE-Notification-Signature": "0" * 128}), 401, "bad_signature"),
+        (lambda b, h: (b, {k: v for k, v in h.items() if k != "X-TFE-Notification-Signature"}), 401, "bad_signature"),
+        (lambda b, h: (b.replace(b"run-x", b"run-y"), h), 401, "bad_signature"),
+        (lambda b, h: (b, {**h, "Content-Type": "text/plain"}), 415, "unsupported_media_type"),
+        (lambda b, h: (b, {k: v for k, v in h.items() if k != "Content-Type"}), 415, "unsupported_media_type"),
+    ],
+)
+def test_bad_requests_are_refused_and_store_nothing(
+    client: FlaskClient, app: Flask, mutate: Any, status: int, code: str
+) -> None:
+    body, headers = mutate(hcp_run_body("run-x"), hcp_headers(hcp_run_body("run-x")))
+    answer = post(client, body, headers)
+    assert answer.status_code == status
+    assert answer.get_json()["error"] == code
+    assert stored_jobs(app) == 0
+
+
+def test_invalid_json_is_400_with_a_json_path(client: FlaskClient, app: Flask) -> None:
+    body = b'{"payload_version": 1,'
+    answer = post(client, body)
+    assert answer.status_code == 400
+    assert answer.get_json() == {"error": "invalid_payload", "message": answer.get_json()["message"], "json_path": "$"}
+    assert stored_jobs(app) == 0
+
+
+def test_schema_violation_is_400_naming_where(client: FlaskClient, app: Flask) -> None:
+    body = json.dumps({"payload_version": 1, "notifications": "nope"}).encode()
+    answer = post(client, body)
+    assert answer.status_code == 400
+    assert answer.get_json()["json_path"].startswith("$")
+    assert stored_jobs(app) == 0
+
+
+def test_body_over_the_limit_is_413(client: FlaskClient, app: Flask) -> None:
+    body = b'{"x": "' + b"a" * (70 * 1024) + b'"}'
+    answer = post(client, body)
+    assert answer.status_code == 413
+    assert answer.get_json()["error"] == "body_too_large"
+    assert stored_jobs(app) == 0
+
+
+def test_unknown_source_is_404(client: FlaskClient) -> None:
+    answer = post(client, b"{}", {"Content-Type": "application/json"}, source="jenkins")
+    assert answer.status_code == 404
+    assert answer.get_json()["error"] == "unknown_source"
+
+
+def test_source_without_a_secret_is_refused(client: FlaskClient) -> None:
+    body = json.dumps({"state": "failed"}).encode()
+    answer = post(client, body, {"Content-Type": "application/json"}, source="standard")
+    assert answer.status_code == 401
+    assert answer.get_json()["error"] == "source_not_configured"
+    assert "RECEIVER_SECRET_STANDARD" in answer.get_json()["message"]
+
+
+def test_allow_unsigned_accepts_a_source_without_secret(settings: Settings) -> None:
+    app = create_app(settings.replace(secrets={}, allow_unsigned=frozenset({"hcp-terraform"})))
+    try:
+        body = hcp_run_body("run-unsigned")
+        answer = app.test_client().post("/hooks/hcp-terraform", data=body,
+                                        headers={"Content-Type": "application/json"})
+        assert answer.status_code == 202
+    finally:
+        app.extensions["pipedial"].close()
+
+
+def test_duplicated_signature_header_is_refused(client: FlaskClient) -> None:
+    body = hcp_run_body("run-dup")
+    sig = hcp_headers(body)["X-TFE-Notification-Signature"]
+    headers = [("Content-Type", "application/json"), ("X-TFE-Notification-Signature", sig),
+               ("X-TFE-Notification-Signature", "0" * 128)]
+    answer = client.post("/hooks/hcp-terraform", data=body, headers=headers)
+    assert answer.status_code == 401
+
+
+def test_verification_delivery_is_acknowledged_and_never_routed(client: FlaskClient, app: Flask) -> None:
+    body = (FIXTURES / "hcp-terraform" / "verification.send-a-test.json").read_bytes()
+    answer = post(client, body)
+    assert answer.status_code == 200
+    assert answer.get_json()["outcome"] == "ignored"
+    assert stored_jobs(app) == 0
+
+
+def test_unmatched_event_is_ignored_with_200(client: FlaskClient, app: Flask) -> None:
+    body = hcp_run_body("run-ok", trigger="run:completed", status="applied")
+    answer = post(client, body)
+    assert answer.status_code == 200
+    assert answer.get_json() == {"outcome": "ignored", "reason": "no route matches this event"}
+    assert stored_jobs(app) == 0
+
+
+def test_outbox_failure_is_503_never_2xx(client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OutboxUnavailableError("disk full")
+
+    monkeypatch.setattr(app.extensions["pipedial"].outbox, "enqueue", broken)
+    answer = post(client, hcp_run_body("run-503"))
+    assert answer.status_code == 503
+    assert answer.get_json()["error"] == "outbox_unavailable"
+
+
+def test_readyz_reports_the_outbox(client: FlaskClient, app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+    def broken() -> None:
+        raise OutboxUnavailableError("database is locked")
+
+    monkeypatch.setattr(app.extensions["pipedial"].outbox, "ping", broken)
+    assert client.get("/readyz").status_code == 503
+
+
+def test_metrics_count_received_and_rejected(client: FlaskClient) -> None:
+    post(client, hcp_run_body("run-m"))
+    post(client, b"{}", {"Content-Type": "text/plain"})
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'pipedial_webhooks_received_total{source="hcp-terraform"} 2.0' in text
+    assert 'pipedial_webhooks_rejected_total{reason="unsupported_media_type",source="hcp-terraform"} 1.0' in text
+    assert 'pipedial_outbox_jobs{state="pending"} 1.0' in text
+
+
+def test_every_line_of_a_rejection_carries_the_request_id(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        post(client, hcp_run_body("run-r"), {"Content-Type": "application/json", "X-Request-Id": "req-123"})
+    rejected = [r for r in caplog.records if r.getMessage() == "webhook rejected"]
+    assert rejected and rejected[0].__dict__.get("outcome") == "rejected"
+
+
+def test_a_bad_mapping_stops_start_up(settings: Settings, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 2\nroutes: []\n")
+    from receiver.errors import MappingError
+
+    with pytest.raises(MappingError) as info:
+        create_app(settings.replace(mapping_path=bad))
+    assert {p for p, _ in info.value.errors} == {"$.version", "$.routes"}
+
+
+def test_outbox_is_a_real_sqlite_file(settings: Settings, client: FlaskClient) -> None:
+    post(client, hcp_run_body("run-file"))
+    box = open_outbox(settings.database_url)
+    try:
+        assert box.counts()["pending"] == 1
+    finally:
+        box.close()
