@@ -209,7 +209,7 @@ def _preflight(args: argparse.Namespace) -> int:
     from .route import load_mapping
 
     settings = _settings()
-    configure_logging("WARNING")
+    configure_logging("WARNING", stderr=True)
     path = _mapping_path(args.mapping, settings)
     if path is None:
         _err("no mapping file: give --mapping or set RECEIVER_MAPPING")

@@ -46,7 +46,7 @@ def json_formatter_config() -> dict[str, Any]:
     }
 
 
-def logging_config(level: str = "INFO") -> dict[str, Any]:
+def logging_config(level: str = "INFO", stream: str = "ext://sys.stdout") -> dict[str, Any]:
     """Return the dictConfig for the receiver (also used for gunicorn's own loggers)."""
     return {
         "version": 1,
@@ -56,7 +56,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
         "handlers": {
             "stdout": {
                 "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
+                "stream": stream,
                 "formatter": "json",
                 "filters": ["context"],
             }
@@ -72,11 +72,11 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
     }
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Configure JSON logging to stdout; call once, before the app exists."""
+def configure_logging(level: str = "INFO", *, stderr: bool = False) -> None:
+    """Configure JSON logging to stdout (stderr for CLI commands whose stdout is a report); call once."""
     if level not in logging.getLevelNamesMapping():
         level = "INFO"
-    logging.config.dictConfig(logging_config(level))
+    logging.config.dictConfig(logging_config(level, "ext://sys.stderr" if stderr else "ext://sys.stdout"))
     logging.captureWarnings(True)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 

@@ -115,7 +115,7 @@ def test_two_workers_deliver_200_distinct_events_once_each(
         wait_for(lambda: len(journal(platform)) >= 200, timeout=60)
         time.sleep(1.0)
         entries = journal(platform)
-        runs = Counter(json.loads(json.dumps(e["body"])).get("run_id") if isinstance(e["body"], dict) else None
+        runs = Counter(json.loads(json.dumps(e["body"])).get("runId") if isinstance(e["body"], dict) else None
                        for e in entries)
         assert len(entries) == 200
         assert all(count == 1 for count in runs.values())

@@ -87,9 +87,9 @@ class ReceiverProcess:
 
     def start(self, timeout: float = 20.0) -> ReceiverProcess:
         """Start and wait until /readyz answers 200."""
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "receiver", "serve"], cwd=REPO, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "receiver", "serve"], cwd=REPO, env=self.env,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -97,7 +97,7 @@ class ReceiverProcess:
             try:
                 if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.1)
         self.stop()
