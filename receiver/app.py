@@ -13,7 +13,6 @@ from .outbox import Outbox, open_outbox
 from .route import load_mapping
 from .runtime import Runtime
 
-
 log = logging.getLogger("receiver")
 
 

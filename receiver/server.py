@@ -33,7 +33,42 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "access_log_format": ACCESS_LOG_FORMAT,
         "accesslog": "-",
         "worker_exit": _worker_exit,
+        "when_ready": _preflight_in_background if settings.preflight_on_start else _noop,
     }
+
+
+def _noop(server: Any) -> None:
+    return None
+
+
+def _preflight_in_background(server: Any) -> None:
+    """Run preflight once at start-up and log each finding; intake starts regardless."""
+    import threading
+
+    settings: Settings = server.app._settings
+    thread = threading.Thread(target=log_preflight, args=(settings,), name="preflight", daemon=True)
+    thread.start()
+
+
+def log_preflight(settings: Settings) -> None:
+    """Log every preflight check as one audit line; never raise (a platform outage must not stop intake)."""
+    from .preflight import run_preflight
+    from .route import load_mapping
+
+    try:
+        assert settings.mapping_path is not None
+        report = run_preflight(settings, load_mapping(settings.mapping_path))
+    except Exception as exc:  # noqa: BLE001 - whatever happens, intake keeps running
+        log.warning("preflight could not run", extra={"outcome": "preflight_error", "error": repr(exc)})
+        return
+    for check in report.checks:
+        level = {"ok": logging.INFO, "warn": logging.WARNING}.get(check.status, logging.ERROR)
+        log.log(level, "preflight check", extra={"route": check.route, "check": check.check,
+                                                 "outcome": check.status, "detail": check.detail,
+                                                 "cause": check.cause, "fix": check.fix})
+    log.log(logging.INFO if report.ok else logging.ERROR, "preflight finished",
+            extra={"outcome": "ok" if report.ok else "failed", "failures": len(report.failures),
+                   "warnings": len(report.warnings)})
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

@@ -203,11 +203,26 @@ def test_metrics_count_received_and_rejected(client: FlaskClient) -> None:
     assert 'pipedial_outbox_jobs{state="pending"} 1.0' in text
 
 
-def test_every_line_of_a_rejection_carries_the_request_id(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_rejection_is_audited_with_request_id(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="receiver"):
         post(client, hcp_run_body("run-r"), {"Content-Type": "application/json", "X-Request-Id": "req-123"})
     rejected = [r for r in caplog.records if r.getMessage() == "webhook rejected"]
-    assert rejected and rejected[0].__dict__.get("outcome") == "rejected"
+    assert len(rejected) == 1
+    fields = rejected[0].__dict__
+    assert (fields["outcome"], fields["status_code"], fields["error"]) == ("rejected", 401, "bad_signature")
+    assert (fields["request_id"], fields["source"]) == ("req-123", "hcp-terraform")
+
+
+def test_an_acceptance_is_audited_with_event_and_mapping_version(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        body = hcp_run_body("run-audit")
+        answer = post(client, body, {**hcp_headers(body), "X-Request-Id": "req-456"}).get_json()
+    (line,) = [r.__dict__ for r in caplog.records if r.getMessage() == "webhook accepted"]
+    assert line["event_id"] == answer["event_id"]
+    assert (line["request_id"], line["kind"], line["state"]) == ("req-456", "run:errored", "failed")
+    assert line["mapping_version"] and line["duration_ms"] >= 0
 
 
 def test_a_bad_mapping_stops_start_up(settings: Settings, tmp_path: Path) -> None:
