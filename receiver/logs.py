@@ -22,29 +22,12 @@ _FORBIDDEN = frozenset({"authorization", "token", "access_token", "secret", "cli
 FORMAT = "%(timestamp)s %(level)s %(name)s %(message)s"
 
 
-def _install_record_factory() -> None:
-    """Make every LogRecord carry the bound fields, whichever handler (or caplog) sees it."""
-    previous = logging.getLogRecordFactory()
-    if getattr(previous, "_pipedial", False):
-        return
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
-        for key, value in _CONTEXT.get().items():
-            record.__dict__.setdefault(key, value)
-        return record
-
-    factory._pipedial = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(factory)
-
-
-_install_record_factory()
-
-
 class ContextFilter(logging.Filter):
-    """Drop forbidden keys from every record (bound fields are added by the record factory)."""
+    """Add the bound fields to every record (explicit `extra` wins) and redact forbidden keys."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _CONTEXT.get().items():
+            record.__dict__.setdefault(key, value)
         for key in _FORBIDDEN:
             if key in record.__dict__:
                 record.__dict__[key] = "[redacted]"
