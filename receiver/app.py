@@ -51,6 +51,6 @@ def _start_dispatcher(rt: Runtime):  # type: ignore[no-untyped-def]
     from .deliver import Dispatcher, owner_id
     from .platform import PlatformClient
 
-    dispatcher = Dispatcher(rt.outbox, PlatformClient(rt.settings), rt.settings, owner=owner_id())
+    dispatcher = Dispatcher(rt.outbox, PlatformClient(rt.settings), rt.settings, owner=owner_id(), metrics=rt.metrics)
     dispatcher.start()
     return dispatcher

@@ -66,9 +66,7 @@ def validate_template(template: Mapping[str, str]) -> list[str]:
             continue
         for _, name in pieces:
             if name is not None and name not in EVENT_FIELDS:
-                errors.append(
-                    f"{column}: unknown placeholder {{{name}}}; use one of {', '.join(sorted(EVENT_FIELDS))}"
-                )
+                errors.append(f"{column}: unknown placeholder {{{name}}}; use one of {', '.join(sorted(EVENT_FIELDS))}")
     return errors
 
 

@@ -2,9 +2,9 @@
 
 The platform allows `rate_limit_per_minute` requests per token in a fixed 60 s window (CONTRACT.md
 §5). The Pacer is a token bucket shared by every thread of the process: capacity `burst` (small,
-min(10, limit/10)) and refill `(limit - burst) / 60` per second, so that over ANY 60 s window at most
-`burst + (limit - burst) = limit` requests go out, while a backlog still runs at
-(limit - burst) / limit of the allowed rate (96.7 % at 300/min).
+min(10, limit/20), at least 1) and refill `(limit - burst) / 60` per second, so that over ANY 60 s
+window at most `burst + (limit - burst) = limit` requests go out, while a backlog still runs at
+(limit - burst) / limit >= 95 % of the allowed rate (96.7 % at 300/min) for limits of 20/min and up.
 
 On top of the bucket:
 - `observe(headers)` reads `inin-ratelimit-count/allowed/reset` from every response; when the rest of
@@ -43,7 +43,7 @@ class Pacer:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.limit = max(0, int(rate_per_minute))
-        self.burst = burst if burst is not None else max(1, min(10, self.limit // 10))
+        self.burst = burst if burst is not None else max(1, min(10, self.limit // 20))
         if self.limit:
             self.burst = max(1, min(self.burst, self.limit))
         # Refill so that burst + refill * 60 never exceeds the per-minute limit.
