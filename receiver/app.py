@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
@@ -12,6 +13,9 @@ from .metrics import create_metrics
 from .outbox import Outbox, open_outbox
 from .route import load_mapping
 from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from .deliver import Dispatcher
 
 log = logging.getLogger("receiver")
 
@@ -47,7 +51,7 @@ def create_app(settings: Settings | None = None, *, outbox: Outbox | None = None
     return app
 
 
-def _start_dispatcher(rt: Runtime):  # type: ignore[no-untyped-def]
+def _start_dispatcher(rt: Runtime) -> Dispatcher:
     from .deliver import Dispatcher, owner_id
     from .platform import PlatformClient
 

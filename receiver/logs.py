@@ -11,10 +11,14 @@ import contextvars
 import logging
 import logging.config
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
-_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("pipedial_log_context", default={})
+# Never mutated in place: every bind makes a new mapping, so a shared empty default is safe.
+_CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "pipedial_log_context", default=MappingProxyType({})
+)
 
 #: Keys that must never reach a log line, whatever a caller passes in `extra`.
 _FORBIDDEN = frozenset({"authorization", "token", "access_token", "secret", "client_secret", "signature", "password"})
@@ -97,4 +101,4 @@ def bind(**fields: Any) -> None:
 
 def clear() -> None:
     """Forget every bound field (at the start of a request or job)."""
-    _CONTEXT.set({})
+    _CONTEXT.set(MappingProxyType({}))

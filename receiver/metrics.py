@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -42,7 +43,7 @@ def _multiproc_dir() -> str | None:
 def create_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     """Create the metrics on a fresh registry (one per app, so tests don't share counters)."""
     reg = registry if registry is not None else CollectorRegistry()
-    live = "livemax" if _multiproc_dir() else "all"
+    live: Literal["livemax", "all"] = "livemax" if _multiproc_dir() else "all"
     return Metrics(
         registry=reg,
         received=Counter("pipedial_webhooks_received_total", "Webhooks received", ["source"], registry=reg),

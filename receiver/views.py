@@ -34,6 +34,11 @@ _SIGNATURE_HEADERS = frozenset(
      "webhook-timestamp"}
 )
 
+#: Deepest JSON nesting accepted (published payloads nest under 10 levels). json.loads accepts up to
+#: the interpreter's recursion limit, but a value that deep later exhausts it in schema validation and
+#: in the error message quoting the value: a RecursionError, answered 500 instead of 400.
+MAX_JSON_DEPTH = 64
+
 
 def runtime() -> Runtime:
     rt: Runtime = current_app.extensions["pipedial"]
@@ -149,14 +154,32 @@ def _verify(src: Source, body: bytes, headers: dict[str, str], rt: Runtime) -> N
 
 def _decode(body: bytes, req: Request, source: str) -> Any:
     if _is_form(req):
-        fields = parse_qs(body.decode("utf-8", errors="strict"), keep_blank_values=True)
+        try:
+            form = body.decode("utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise PayloadError("form-encoded GitHub delivery is not valid UTF-8", json_path="$") from None
+        fields = parse_qs(form, keep_blank_values=True)
         if len(fields.get("payload", [])) != 1:
             raise PayloadError("form-encoded GitHub delivery without exactly one payload field", json_path="$")
         body = fields["payload"][0].encode("utf-8")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        payload = json.loads(body)
+    # ValueError covers JSONDecodeError, UnicodeDecodeError and an integer of more than 4300 digits.
+    except (ValueError, RecursionError) as exc:
         raise PayloadError(f"body is not valid JSON: {exc}", json_path="$") from None
+    _check_depth(payload)
+    return payload
+
+
+def _check_depth(payload: Any) -> None:
+    """Refuse JSON nested deeper than MAX_JSON_DEPTH, without recursing (the point is to avoid recursion)."""
+    stack: list[tuple[Any, int]] = [(payload, 1)] if isinstance(payload, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise PayloadError(f"JSON is nested deeper than {MAX_JSON_DEPTH} levels", json_path="$")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
 
 
 def _ignored(rt: Runtime, source: str, reason: str) -> tuple[Response, int]:

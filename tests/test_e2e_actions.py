@@ -125,7 +125,8 @@ def test_an_older_state_change_arriving_late_is_stale(tmp_path: Path, platform: 
 
 def test_dead_on_403_then_replayed_after_the_role_is_fixed(tmp_path: Path, platform: SandboxServer) -> None:
     config = sandbox_config()
-    patch(platform, clients=[{**config["clients"][0], "roles": [{"role_id": "role-pipedial", "division_id": "div-home"}]}])
+    home_only = [{"role_id": "role-pipedial", "division_id": "div-home"}]
+    patch(platform, clients=[{**config["clients"][0], "roles": home_only}])
     receiver = ReceiverProcess(tmp_path, sandbox_url=platform.url,
                                mapping=write_mapping(tmp_path, TRIGGER_ROUTE)).start()
     try:
