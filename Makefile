@@ -3,9 +3,17 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 
+CHECKOV := .venv-checkov/bin/checkov
+
 .PHONY: install run test lint fmt tf-check bench clean
 
 install: $(STAMP)
+
+# checkov lives in its own virtualenv: it pins versions that conflict with ours (packaging).
+$(CHECKOV): requirements-checkov.txt
+	test -x .venv-checkov/bin/python || python3 -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,7 +24,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: $(STAMP)
 	scripts/run-dev
 
-test: $(STAMP) lint
+test: $(STAMP) $(CHECKOV) lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -34,4 +42,4 @@ bench: $(STAMP)
 	scripts/bench/run
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov var .pytest_cache .mypy_cache .ruff_cache
