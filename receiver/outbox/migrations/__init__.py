@@ -1,0 +1,1 @@
+"""Versioned outbox schemas: MIGRATIONS[n - 1] holds the statements that make version n."""

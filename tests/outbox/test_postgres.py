@@ -1,0 +1,87 @@
+"""PostgreSQL specifics: URLs, the pool, and the schema in the database."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import psycopg
+import pytest
+
+from receiver.errors import ConfigError, OutboxUnavailableError
+from receiver.model import Event, Target
+from receiver.outbox import open_outbox
+from receiver.outbox.migrations.postgres import MIGRATIONS
+from receiver.outbox.postgres import PostgresOutbox
+
+from ._workers import NOW
+
+pytestmark = pytest.mark.postgres
+
+TARGET = Target(route="ci-failed", action="trigger", division_id="div-ops", contact_list_id="cl-oncall")
+
+
+def put(box: PostgresOutbox, n: int) -> int:
+    """Enqueue state change n; return its job id."""
+    event = Event(source="github", kind="workflow_run", state="failed", dedupe_key=f"k-{n}", delivery_id=f"d-{n}")
+    result = box.enqueue(event, [TARGET], event_id=f"e-{n}", request_id=None, mapping_version=None, now=NOW)
+    return result.jobs[0].id
+
+
+def test_invalid_url_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="PostgreSQL URL"):
+        PostgresOutbox("postgresql://host/db?nonsense=1")
+
+
+def test_open_outbox_migrates_the_schema(postgres_schema_url: str) -> None:
+    box = open_outbox(postgres_schema_url)
+    try:
+        assert isinstance(box, PostgresOutbox)
+        box.ping()
+    finally:
+        box.close()
+    with psycopg.connect(postgres_schema_url) as conn:
+        tables = {row[0] for row in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+        versions = conn.execute("SELECT version FROM schema_version").fetchall()
+    assert tables == {"schema_version", "events", "jobs", "attempts"}
+    assert versions == [(n,) for n in range(1, len(MIGRATIONS) + 1)]
+
+
+def test_unreachable_server_fails_within_the_timeout() -> None:
+    box = PostgresOutbox("postgresql://pipedial:pipedial@127.0.0.1:1/pipedial_test", timeout=0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OutboxUnavailableError, match="PostgreSQL outbox is unavailable"):
+            box.counts()
+    finally:
+        box.close()
+    assert time.monotonic() - started < 3
+
+
+def test_wrong_password_is_unavailable_not_a_crash(postgres_url: str) -> None:
+    box = PostgresOutbox(psycopg.conninfo.make_conninfo(postgres_url, password="wrong"), timeout=0.5)
+    try:
+        with pytest.raises(OutboxUnavailableError):
+            box.ping()
+    finally:
+        box.close()
+
+
+def _enqueue_in_child(box: PostgresOutbox) -> None:
+    put(box, 2)
+    box.close()
+
+
+def test_forked_child_opens_its_own_pool(postgres_schema_url: str) -> None:
+    box = open_outbox(postgres_schema_url)
+    assert isinstance(box, PostgresOutbox)
+    try:
+        put(box, 1)
+        child = multiprocessing.get_context("fork").Process(target=_enqueue_in_child, args=(box,))
+        child.start()
+        child.join(timeout=30)
+        assert child.exitcode == 0
+        assert box.counts()["pending"] == 2
+        put(box, 3)  # the parent's pool still works
+    finally:
+        box.close()

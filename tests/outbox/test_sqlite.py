@@ -1,0 +1,131 @@
+"""SQLite specifics: URLs, pragmas, connections per thread and per process."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.errors import ConfigError, OutboxUnavailableError
+from receiver.model import Event, Target
+from receiver.outbox import open_outbox
+from receiver.outbox.sqlite import SqliteOutbox
+
+from . import _workers
+from ._workers import NOW
+
+EVENT = Event(source="github", kind="workflow_run", state="failed", dedupe_key="k-1", delivery_id="d-1")
+TARGET = Target(route="ci-failed", action="trigger", division_id="div-ops", contact_list_id="cl-oncall")
+
+
+def put(box: SqliteOutbox, n: int = 1) -> int:
+    """Enqueue state change n; return its job id."""
+    event = Event(source="github", kind="workflow_run", state="failed", dedupe_key=f"k-{n}", delivery_id=f"d-{n}")
+    result = box.enqueue(event, [TARGET], event_id=f"e-{n}", request_id=None, mapping_version=None, now=NOW)
+    return result.jobs[0].id
+
+
+def test_relative_url_is_relative_to_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    box = SqliteOutbox("sqlite:///data/nested/outbox.db")
+    try:
+        box.migrate()
+    finally:
+        box.close()
+    assert box.path == tmp_path / "data" / "nested" / "outbox.db"
+    assert box.path.is_file()
+
+
+def test_absolute_url_creates_missing_parent_directories(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "outbox.db"
+    box = open_outbox(f"sqlite:///{path}")  # sqlite:////tmp/...: four slashes
+    try:
+        assert isinstance(box, SqliteOutbox) and box.path == path
+        assert box.counts()["pending"] == 0
+    finally:
+        box.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://outbox.db", "sqlite:///", "sqlite:///:memory:", "sqlite:///x.db?mode=ro"])
+def test_unusable_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="sqlite:///"):
+        SqliteOutbox(url)
+
+
+def test_connections_use_wal_full_sync_and_a_busy_timeout(tmp_path: Path) -> None:
+    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    assert isinstance(box, SqliteOutbox)
+    try:
+        conn = box._connection()
+        names = ("journal_mode", "synchronous", "busy_timeout")
+        pragmas = {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+        assert pragmas == {"journal_mode": "wal", "synchronous": 2, "busy_timeout": 10000}
+    finally:
+        box.close()
+
+
+def test_each_thread_gets_its_own_connection_and_close_reopens(tmp_path: Path) -> None:
+    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    assert isinstance(box, SqliteOutbox)
+    seen: list[sqlite3.Connection] = []
+    thread = threading.Thread(target=lambda: seen.append(box._connection()))
+    thread.start()
+    thread.join()
+    mine = box._connection()
+    assert seen[0] is not mine
+    box.close()
+    assert box._connection() is not mine
+    put(box)
+    box.close()
+
+
+def test_store_in_an_uncreatable_directory_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file, not a directory")
+    box = SqliteOutbox(f"sqlite:///{tmp_path / 'file' / 'outbox.db'}")
+    with pytest.raises(OutboxUnavailableError, match="outbox.db"):
+        box.migrate()
+
+
+def test_store_whose_tables_are_gone_is_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    box = open_outbox(f"sqlite:///{path}")
+    try:
+        with closing(sqlite3.connect(path)) as conn:
+            conn.executescript("DROP TABLE attempts; DROP TABLE jobs;")
+        with pytest.raises(OutboxUnavailableError, match="no such table"):
+            box.enqueue(EVENT, [TARGET], event_id="e-1", request_id=None, mapping_version=None, now=NOW)
+    finally:
+        box.close()
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_file_at_once_all_get_wal(tmp_path: Path, together: Callable[..., list[Any]]) -> None:
+    """Two processes switching a new file to WAL at once make SQLite answer "locked" without waiting."""
+    results = together(_workers.open_new_files, *[(str(tmp_path), 60, 0.02)] * 4)
+    assert [error for errors in results for error in errors if "locked" in error] == []
+
+
+def _enqueue_in_child(box: SqliteOutbox) -> None:
+    put(box, 2)
+    box.close()
+
+
+def test_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
+    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    assert isinstance(box, SqliteOutbox)
+    try:
+        put(box, 1)
+        child = multiprocessing.get_context("fork").Process(target=_enqueue_in_child, args=(box,))
+        child.start()
+        child.join(timeout=30)
+        assert child.exitcode == 0
+        assert box.counts()["pending"] == 2
+        put(box, 3)  # the parent's connection still works
+    finally:
+        box.close()
