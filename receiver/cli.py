@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("preflight", help="check token, rights, contact lists, divisions behind every route")
     f.add_argument("--mapping", help="mapping file (default RECEIVER_MAPPING)")
     f.add_argument("--json", action="store_true", help="print the report as JSON")
+    f.add_argument("--log", action="store_true", help="log each check as a JSON audit line (what serve does)")
     f.set_defaults(func=_preflight)
 
     o = sub.add_parser("outbox", help="inspect and replay outbox jobs")
@@ -209,8 +210,13 @@ def _preflight(args: argparse.Namespace) -> int:
     from .route import load_mapping
 
     settings = _settings()
-    configure_logging("WARNING", stderr=True)
     path = _mapping_path(args.mapping, settings)
+    if args.log:
+        from .server import log_preflight
+
+        configure_logging(settings.log_level)
+        return 0 if log_preflight(settings.replace(mapping_path=path)) else 1
+    configure_logging("WARNING", stderr=True)
     if path is None:
         _err("no mapping file: give --mapping or set RECEIVER_MAPPING")
         return 1

@@ -42,16 +42,23 @@ def _noop(server: Any) -> None:
 
 
 def _preflight_in_background(server: Any) -> None:
-    """Run preflight once at start-up and log each finding; intake starts regardless."""
-    import threading
+    """Run preflight once at start-up in a child process that logs each finding; intake starts regardless.
+
+    Not a thread: a thread in the master can hold an import lock at the moment a worker is forked,
+    and that worker then hangs forever.
+    """
+    import subprocess
+    import sys
 
     settings: Settings = server.app._settings
-    thread = threading.Thread(target=log_preflight, args=(settings,), name="preflight", daemon=True)
-    thread.start()
+    command = [sys.executable, "-m", "receiver", "preflight", "--log"]
+    if settings.mapping_path is not None:
+        command += ["--mapping", str(settings.mapping_path)]
+    subprocess.Popen(command, stdin=subprocess.DEVNULL)  # noqa: S603 - our own CLI; gunicorn reaps it
 
 
-def log_preflight(settings: Settings) -> None:
-    """Log every preflight check as one audit line; never raise (a platform outage must not stop intake)."""
+def log_preflight(settings: Settings) -> bool:
+    """Log every preflight check as one audit line; return whether all passed; never raise."""
     from .preflight import run_preflight
     from .route import load_mapping
 
@@ -60,7 +67,7 @@ def log_preflight(settings: Settings) -> None:
         report = run_preflight(settings, load_mapping(settings.mapping_path))
     except Exception as exc:  # noqa: BLE001 - whatever happens, intake keeps running
         log.warning("preflight could not run", extra={"outcome": "preflight_error", "error": repr(exc)})
-        return
+        return False
     for check in report.checks:
         level = {"ok": logging.INFO, "warn": logging.WARNING}.get(check.status, logging.ERROR)
         log.log(level, "preflight check", extra={"route": check.route, "check": check.check,
@@ -69,6 +76,7 @@ def log_preflight(settings: Settings) -> None:
     log.log(logging.INFO if report.ok else logging.ERROR, "preflight finished",
             extra={"outcome": "ok" if report.ok else "failed", "failures": len(report.failures),
                    "warnings": len(report.warnings)})
+    return report.ok
 
 
 def _worker_exit(server: Any, worker: Any) -> None:

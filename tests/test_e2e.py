@@ -121,3 +121,31 @@ def test_two_workers_deliver_200_distinct_events_once_each(
         assert all(count == 1 for count in runs.values())
     finally:
         receiver.stop()
+
+
+def test_serve_logs_preflight_at_start_up(tmp_path: Path, mapping: Path, platform: SandboxServer) -> None:
+    receiver = ReceiverProcess(tmp_path, sandbox_url=platform.url, mapping=mapping,
+                               env={"RECEIVER_PREFLIGHT_ON_START": "1"}).start()
+    try:
+        finished = wait_for(lambda: [ln for ln in receiver.log_lines() if ln.get("message") == "preflight finished"])
+    finally:
+        receiver.stop()
+    assert finished[0]["outcome"] == "ok"
+    checks = [ln for ln in receiver.log_lines() if ln.get("message") == "preflight check"]
+    assert {c["route"] for c in checks} >= {"hcp-failed"}
+
+
+def test_serve_starts_even_when_the_platform_is_unreachable(tmp_path: Path, mapping: Path) -> None:
+    from tests.helpers.receiver import free_port
+
+    receiver = ReceiverProcess(tmp_path, sandbox_url=f"http://127.0.0.1:{free_port()}", mapping=mapping,
+                               env={"RECEIVER_PREFLIGHT_ON_START": "1"}).start()
+    try:
+        body = hcp_run_body("run-offline")
+        assert receiver.post(body, hcp_headers(body)).status_code == 202  # intake never waits for the platform
+        failed = wait_for(lambda: [ln for ln in receiver.log_lines() if ln.get("message") == "preflight finished"])
+    finally:
+        receiver.stop()
+    assert failed[0]["outcome"] == "failed"
+    token = [ln for ln in receiver.log_lines() if ln.get("check") == "token"]
+    assert token and token[0]["outcome"] == "fail" and token[0]["fix"]
