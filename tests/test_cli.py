@@ -1,0 +1,99 @@
+"""The command line as users run it: check-mapping and explain (exit codes, output shape)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {"PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "-m", "receiver", *args], cwd=REPO, env=env, input=stdin,
+                          capture_output=True, timeout=60)
+
+
+def test_check_mapping_accepts_the_example() -> None:
+    done = run("check-mapping", "examples/mapping.yaml")
+    assert done.returncode == 0
+    assert b"ok, 3 route(s)" in done.stdout
+
+
+def test_check_mapping_lists_every_error_with_its_json_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nroutes:\n  - name: a\n    match: {state: boom}\n    target: {action: ring}\n")
+    done = run("check-mapping", str(bad))
+    assert done.returncode == 1
+    err = done.stderr.decode()
+    assert "$.routes[0].match.state" in err and "$.routes[0].target.action" in err
+
+
+def test_check_mapping_without_a_path_says_how() -> None:
+    done = run("check-mapping")
+    assert done.returncode == 1
+    assert b"RECEIVER_MAPPING" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "headers", "payload", "state", "routes"),
+    [
+        ("hcp-terraform", [], "hcp-terraform/run.errored.canceled.sample.json", "canceled", ["hcp-run-problem"]),
+        ("hcp-terraform", [], "hcp-terraform/verification.send-a-test.json", "verification", []),
+        ("github", ["X-GitHub-Event: workflow_run"], "github/workflow_run.completed.payload.json", "succeeded", []),
+        ("github", ["X-GitHub-Event: ping"], "github/ping.payload.json", "verification", []),
+        ("gitlab", ["X-Gitlab-Event: Pipeline Hook"], "gitlab/pipeline-hook.json", "succeeded", []),
+    ],
+)
+def test_explain_prints_the_event_and_its_routes(
+    source: str, headers: list[str], payload: str, state: str, routes: list[str]
+) -> None:
+    args = ["explain", "--source", source, "--mapping", "examples/mapping.yaml", str(DATA / payload)]
+    for h in headers:
+        args += ["--header", h]
+    done = run(*args)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["event"]["source"] == source and out["event"]["state"] == state
+    assert [r["name"] for r in out["routes"]] == routes
+    for r in out["routes"]:
+        assert set(r) >= {"name", "action", "contact_list_id", "division_id"}
+
+
+def test_explain_standard_from_stdin_routes_a_failure() -> None:
+    body = json.dumps({"state": "failed", "workspace": "prod", "message": "boom"}).encode()
+    done = run("explain", "--source", "standard", "--mapping", "examples/mapping.yaml", "-", stdin=body)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert [r["name"] for r in out["routes"]] == ["generic-failed"]
+    assert out["routes"][0]["action"] == "add_contact"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin"),
+    [
+        (["--source", "hcp-terraform", "-"], b"{not json"),
+        (["--source", "standard", "-"], b'{"state": "exploded"}'),
+        (["--source", "nope", "-"], b"{}"),
+        (["--source", "github", "/does/not/exist.json"], None),
+        (["--source", "github", "--header", "no-colon", "-"], b"{}"),
+    ],
+)
+def test_explain_exits_2_on_unreadable_or_invalid_input(args: list[str], stdin: bytes | None) -> None:
+    done = run("explain", *args, stdin=stdin)
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert done.stderr
+
+
+def test_outbox_list_refuses_an_unknown_state(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "receiver", "outbox", "list", "--state", "lost"], cwd=REPO,
+                          env={"RECEIVER_DATABASE_URL": f"sqlite:///{tmp_path / 'o.db'}"}, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert b"unknown state" in done.stderr
