@@ -34,7 +34,8 @@ ACTIONS: dict[str, dict[str, str]] = {
         "in_progress": "running",
         "waiting": "needs_approval",
     },
-    "workflow_job": {"queued": "created", "waiting": "needs_approval", "in_progress": "running"},
+    # `started` is what workflow_job sent for in_progress while in beta (octokit started.with-organization).
+    "workflow_job": {"queued": "created", "waiting": "needs_approval", "in_progress": "running", "started": "running"},
     "check_suite": {"requested": "created", "rerequested": "created"},
 }
 

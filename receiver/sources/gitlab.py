@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import PayloadError, SignatureError
 from ..model import Event
@@ -92,6 +93,7 @@ def parse(payload: object, headers: Mapping[str, str]) -> Event:
     data = validate(_VALIDATORS[kind], payload, f"GitLab {hook}")
     fields = _pipeline(data) if kind == "pipeline" else _job(data) if kind == "build" else _deployment(data)
     project_id = first(dig(data, "project", "id"), data.get("project_id"))
+    project_name = text(data.get("project_name"))
     status = fields.status
     return event(
         NAME,
@@ -100,8 +102,12 @@ def parse(payload: object, headers: Mapping[str, str]) -> Event:
         # Not the delivery id: the same state change re-sent under a new UUID must keep its key.
         dedupe_key=digest(NAME, project_id, kind, fields.object_id, status, fields.finished_at),
         delivery_id=first(lowered.get("idempotency-key"), lowered.get("x-gitlab-event-uuid")),
-        organization=dig(data, "project", "namespace"),
-        repository=first(dig(data, "project", "path_with_namespace"), data.get("project_name")),
+        organization=first(dig(data, "project", "namespace"), _namespace_name(project_name)),
+        repository=first(
+            dig(data, "project", "path_with_namespace"),
+            _ssh_path(dig(data, "repository", "git_ssh_url")),
+            project_name,
+        ),
         branch=fields.branch,
         environment=fields.environment,
         run_id=fields.run_id,
@@ -161,6 +167,24 @@ def _deployment(data: dict[str, Any]) -> _Fields:
         message=data.get("commit_title"),
         occurred_at=data.get("status_changed_at"),
     )
+
+
+def _namespace_name(project_name: str | None) -> str | None:
+    # A Job Hook without a project object (older GitLab) names the project by its full name,
+    # "Namespace / Project": the part before the project is what project.namespace would say.
+    parts = project_name.split(" / ") if project_name else []
+    return parts[-2] if len(parts) > 1 else None
+
+
+def _ssh_path(url: object) -> str | None:
+    # git@host:group/project.git or ssh://git@host:port/group/project.git -> group/project, the
+    # path_with_namespace other hooks carry (a Job Hook without a project object has only this).
+    value = text(url, 1024)
+    if value is None:
+        return None
+    path = urlsplit(value).path if "://" in value else value.rpartition(":")[2]
+    path = path.strip("/").removesuffix(".git")
+    return path if "/" in path else None
 
 
 def _infer_hook(payload: object) -> str | None:
