@@ -13,7 +13,9 @@ classify() turns one platform answer (or failure) into an Outcome:
 
 A retry waits backoff(): exponential from retry_base_seconds with full jitter, capped at
 retry_max_seconds, never earlier than Retry-After. The attempt that reaches max_attempts without
-success is dead ("gave up after N attempts: last error: ...").
+success is dead ("gave up after N attempts: last error: ..."). A replay (`receiver outbox replay`)
+grants a fresh budget: attempts and backoff count from the last replay (job.replayed_attempts),
+while the history keeps every attempt.
 
 Ambiguous outcomes: a timeout, a connection dropped after sending, or a 500/502/504 may mean the
 platform acted although we saw no success. What happens then is decided per action by AMBIGUITY:
@@ -23,7 +25,10 @@ platform acted although we saw no success. What happens then is decided per acti
 - trigger: NOT idempotent (a repeat may dial twice): still retried (at-least-once: a missed call
   is worse than a double call), and every such retry is logged with ambiguous=true.
 Set `retry=False` in an entry to make that action's ambiguous outcomes dead (for a human to check
-and replay) instead.
+and replay) instead. Two ambiguous cases never reach this table, and are repeated whatever it says:
+a worker that dies after sending (its job is taken over when the lease expires), and an attempt whose
+result cannot be recorded (outbox unreachable, lease lost). README "What is guaranteed" states the
+same policy to users; a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -184,6 +189,7 @@ def deliver_job(
     """Perform one claimed job's action and record the attempt: delivered, pending with a time, or dead."""
     target, event = job.target, job.event
     number = job.attempts + 1
+    budgeted = number - job.replayed_attempts  # this attempt's place in the retry budget (fresh after a replay)
     cid = contact_id(target, event) if target.action in _CONTACT_ID_ACTIONS else None
     fields = _fields(job, number)
     with logs.bound(**fields):  # every line of this attempt (the client's too) carries the job's fields
@@ -213,14 +219,14 @@ def deliver_job(
         if outcome.kind == "retry" and ambiguous and not policy.retry:
             context: dict[str, Any] = {"ambiguous_not_retried": policy.why}
             outcome = replace(outcome, kind="dead", diagnosis=diagnose(target, response, error=error, context=context))
-        elif outcome.kind == "retry" and number >= settings.max_attempts:
-            context = {"attempts": number}
+        elif outcome.kind == "retry" and budgeted >= settings.max_attempts:
+            context = {"attempts": budgeted}
             outcome = replace(outcome, kind="dead", diagnosis=diagnose(target, response, error=error, context=context))
         outcome = replace(outcome, contact_id=cid)
         now = now_fn()
         next_at = None
         if outcome.kind == "retry":
-            next_at = now + backoff(number, settings, outcome.retry_after, rng)
+            next_at = now + backoff(budgeted, settings, outcome.retry_after, rng)
         attempt = Attempt(
             number=number,
             started_at=started,

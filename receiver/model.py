@@ -154,6 +154,7 @@ class Job:
     diagnosis: dict[str, str] | None = None
     reason: str | None = None  # why suppressed or stale
     history: list[Attempt] = field(default_factory=list)
+    replayed_attempts: int = 0  # attempts made before the last replay: the retry budget counts from here
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

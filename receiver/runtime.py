@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 from .config import Settings
 from .errors import ReceiverError
 from .metrics import Metrics
-from .model import JOB_STATES
 from .outbox import Outbox
 from .route import Mapping
 
@@ -46,10 +45,9 @@ class Runtime:
             oldest = self.outbox.oldest_pending_age(now=now)
         except ReceiverError as exc:
             log.warning("outbox gauges unavailable", extra={"error": exc.message})
+            self.metrics.outbox.set_unknown()
             return
-        for state in JOB_STATES:
-            self.metrics.jobs.labels(state).set(counts.get(state, 0))
-        self.metrics.oldest_pending_seconds.set(oldest or 0.0)
+        self.metrics.outbox.set(counts, oldest)
 
     def close(self) -> None:
         if self.dispatcher is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from typing import Any
 
@@ -25,7 +26,9 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "workers": max(1, settings.workers),
         "worker_class": "gthread",
         "threads": 4,
-        "graceful_timeout": max(5, int(settings.request_timeout) + 5),
+        # A stopping worker waits for its dispatcher (Runtime.close: up to lease_seconds, the most a
+        # started delivery can take, pacing included); SIGKILL before that would strand its leases.
+        "graceful_timeout": int(max(settings.request_timeout, settings.lease_seconds)) + 5,
         "timeout": 60,
         "keepalive": 5,
         "logconfig_dict": logging_config(settings.log_level),
@@ -120,6 +123,14 @@ def serve(settings: Settings) -> None:
         raise ConfigError("RECEIVER_MAPPING is not set: point it at a mapping file (see examples/mapping.yaml)")
     load_mapping(settings.mapping_path)
     # Must be set before prometheus_client is first imported, so every worker writes shared files.
+    created, master = None, os.getpid()
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pipedial-metrics-")
-    _Application(settings).run()
+        created = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pipedial-metrics-")
+    from .metrics import clear_multiproc_dir
+
+    clear_multiproc_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])  # a given directory may hold an earlier run's
+    try:
+        _Application(settings).run()
+    finally:
+        if created is not None and os.getpid() == master:  # workers leave through here too, and must not
+            shutil.rmtree(created, ignore_errors=True)

@@ -23,7 +23,7 @@ from .errors import (
 from .model import Enqueued, Event
 from .route import route
 from .runtime import Runtime
-from .sources import Source, get_source
+from .sources import SOURCES, Source, get_source
 
 log = logging.getLogger("receiver.intake")
 bp = Blueprint("hooks", __name__)
@@ -224,7 +224,8 @@ def render_error(exc: ReceiverError) -> tuple[Response, int]:
     source = (request.view_args or {}).get("source", "")
     try:
         rt = runtime()
-        rt.metrics.rejected.labels(source or "-", exc.code).inc()
+        label = source if source in SOURCES else ("unknown" if source else "-")  # never a label per URL typed
+        rt.metrics.rejected.labels(label, exc.code).inc()
     except KeyError:
         pass
     level = logging.ERROR if exc.status_code >= 500 else logging.WARNING

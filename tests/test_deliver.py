@@ -325,6 +325,26 @@ def test_attempts_below_the_maximum_are_retried() -> None:
     assert run(make_job(attempts=SETTINGS.max_attempts - 2), FakeClient(answer(503))).kind == "retry"
 
 
+def test_a_replayed_job_gets_a_fresh_retry_budget() -> None:
+    # Dead after max_attempts, then replayed: the next failure is retried, not dead again at once.
+    spent = SETTINGS.max_attempts
+    replayed = replace(make_job(attempts=spent), replayed_attempts=spent)
+    assert run(replayed, FakeClient(answer(503))).kind == "retry"
+    record = last_record()
+    assert record["state"] == "pending" and record["attempt"].number == spent + 1
+    # ... and its backoff starts over too: the first retry of the new budget waits at most retry_base_seconds.
+    box, widest = FakeOutbox(), random.Random()
+    widest.uniform = lambda low, high: high  # type: ignore[method-assign]  # always the cap
+    deliver_job(replayed, FakeClient(answer(503)), box, SETTINGS, now_fn=lambda: NOW, rng=widest)  # type: ignore[arg-type]
+    assert box.records[-1]["next"] - NOW == pytest.approx(SETTINGS.retry_base_seconds)
+    # The budget is max_attempts again: the attempt that uses it up is dead, named by its count since the replay.
+    last = replace(make_job(attempts=2 * spent - 1), replayed_attempts=spent)
+    assert run(last, FakeClient(answer(503, "service.unavailable"))).kind == "dead"
+    record = last_record()
+    assert record["state"] == "dead" and record["attempt"].number == 2 * spent
+    assert record["diag"]["cause"].startswith(f"gave up after {spent} attempts: last error: ")
+
+
 def test_dry_run_calls_nothing_and_records_delivered(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
     client = FakeClient()

@@ -36,12 +36,13 @@ LEASE = "state = 'in_flight', lease_owner = %s, lease_expires_at = %s, updated_a
 _SELECT_JOBS = """
     SELECT j.id, j.event_id, j.route, j.target, j.state, j.attempts, j.next_attempt_at, j.lease_owner,
            j.lease_expires_at, j.created_at, j.updated_at, j.request_id, j.mapping_version, j.diagnosis,
-           j.reason, e.event
+           j.reason, j.replayed_attempts, e.event
     FROM jobs j JOIN events e ON e.event_id = j.event_id
 """
+#: The SET clause of a replay; parameters: now, now. The retry budget starts afresh from the attempts so far.
 _REQUEUE = (
     "state = 'pending', next_attempt_at = %s, lease_owner = NULL, lease_expires_at = NULL, "
-    "diagnosis = NULL, reason = NULL, updated_at = %s"
+    "diagnosis = NULL, reason = NULL, updated_at = %s, replayed_attempts = attempts"
 )
 
 
@@ -426,6 +427,7 @@ def _job(row: Row) -> Job:
         mapping_version=row["mapping_version"],
         diagnosis=_load(row["diagnosis"]),
         reason=row["reason"],
+        replayed_attempts=int(row["replayed_attempts"]),
     )
 
 

@@ -16,6 +16,9 @@ Semantics (both backends, one contract test suite):
 - record() appends the attempt to the job's history and sets its state (pending with
   next_attempt_at for a retry, delivered, dead with diagnosis); it returns False, changing
   nothing, when the caller no longer holds the lease.
+- replay() and replay_dead() make finished jobs pending again and keep their history; they set
+  replayed_attempts = attempts, so delivery grants a replayed job a fresh retry budget
+  (max_attempts counts the attempts after the last replay).
 """
 
 from __future__ import annotations
@@ -72,10 +75,10 @@ class Outbox(Protocol):
         """Return jobs, newest first, optionally of one state."""
 
     def replay(self, job_id: int, *, now: float) -> Job:
-        """Make a dead/suppressed/stale/delivered job pending again, keeping its history."""
+        """Make a dead/suppressed/stale/delivered job pending again with a fresh retry budget, keeping its history."""
 
     def replay_dead(self, *, now: float) -> int:
-        """Make every dead job pending again; return how many."""
+        """Make every dead job pending again with a fresh retry budget; return how many."""
 
     def counts(self) -> dict[str, int]:
         """Return the number of jobs per state."""

@@ -35,7 +35,47 @@ def compile_schema(schema: Mapping[str, Any], entry: str | None = None) -> Valid
     if entry is not None:
         root["$ref"] = f"#/$defs/{entry}"
     Draft202012Validator.check_schema(root)
-    return Draft202012Validator(root)
+    return Draft202012Validator(_inline_refs(root))
+
+
+_DEFS_REF = "#/$defs/"
+#: Keywords that change how references below them resolve: such a definition is never inlined.
+_SCOPE_KEYWORDS = frozenset({"$id", "$anchor", "$dynamicAnchor", "$dynamicRef"})
+
+
+def _inline_refs(root: dict[str, Any]) -> dict[str, Any]:
+    """Replace each bare {"$ref": "#/$defs/name"} by a copy of that definition (same validation).
+
+    The validator resolves a $ref on every use, and that lookup was half the cost of validating a
+    payload. Recursive definitions, definitions with their own scope and $refs with sibling keywords
+    stay references; $defs itself is kept, so anything left still resolves.
+    """
+    defs = root.get("$defs")
+    if not isinstance(defs, dict):
+        return root
+
+    def scoped(node: Any) -> bool:
+        if isinstance(node, dict):
+            return bool(_SCOPE_KEYWORDS & node.keys()) or any(scoped(v) for v in node.values())
+        if isinstance(node, list):
+            return any(scoped(v) for v in node)
+        return False
+
+    def walk(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, list):
+            return [walk(v, seen) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if len(node) == 1 and isinstance(ref, str) and ref.startswith(_DEFS_REF):
+            name = ref[len(_DEFS_REF) :]
+            target = defs.get(name)
+            if "/" not in name and "~" not in name and name not in seen and isinstance(target, dict) \
+                    and not scoped(target):
+                return walk(target, seen | {name})
+        return {k: (v if k == "$defs" else walk(v, seen)) for k, v in node.items()}
+
+    return dict(walk(root, frozenset()))
 
 
 def validate(validator: Validator, payload: object, what: str) -> dict[str, Any]:

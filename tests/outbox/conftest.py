@@ -3,57 +3,22 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from receiver.outbox import Outbox
 from receiver.outbox.postgres import PostgresOutbox
 from receiver.outbox.sqlite import SqliteOutbox
+from tests.helpers.postgres import postgres_schema_url, postgres_url  # noqa: F401
 
 from . import _workers
 
-POSTGRES_ENV = "PIPEDIAL_TEST_POSTGRES_URL"
-UNREACHABLE = "PostgreSQL not reachable: set PIPEDIAL_TEST_POSTGRES_URL (scripts/start-postgres prints it)"
 BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The test database's URL; skip when it is unreachable, but fail on CI so it never skips silently."""
-    url = os.environ.get(POSTGRES_ENV, "")
-    problem = "" if url else f"{POSTGRES_ENV} is not set"
-    if url:
-        try:
-            psycopg.connect(url, connect_timeout=3).close()
-        except psycopg.Error as exc:
-            problem = "cannot connect: " + " ".join(str(exc).split())
-    if problem and os.environ.get("CI") == "true":
-        pytest.fail(f"{UNREACHABLE} ({problem}); CI=true, so PostgreSQL tests must not be skipped")
-    if problem:
-        pytest.skip(f"{UNREACHABLE} ({problem})")
-    return url
-
-
-@pytest.fixture
-def postgres_schema_url(postgres_url: str) -> Iterator[str]:
-    """A URL whose search_path is a new, empty schema, dropped after the test."""
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}".encode())
-    separator = "&" if "?" in postgres_url else "?"
-    try:
-        yield f"{postgres_url}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
 
 
 @pytest.fixture(params=BACKENDS)

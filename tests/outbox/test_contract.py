@@ -344,6 +344,34 @@ def test_replay_dead_requeues_every_dead_job(outbox: Outbox) -> None:
     assert outbox.replay_dead(now=NOW + 60) == 0
 
 
+def test_replay_grants_a_fresh_retry_budget_and_keeps_the_count(outbox: Outbox) -> None:
+    put(outbox)
+    for n in range(3):  # three failed attempts, the last one dead
+        job = claim_one(outbox, now=NOW + n)
+        assert job.replayed_attempts == 0
+        state = "dead" if n == 2 else "pending"
+        outbox.record(job, attempt("retry", status_code=503), state=state, now=NOW + n, diagnosis=None)
+    replayed = outbox.replay(job.id, now=NOW + 100)
+    assert (replayed.attempts, replayed.replayed_attempts, len(replayed.history)) == (3, 3, 3)
+    again = claim_one(outbox, now=NOW + 100)
+    assert (again.attempts, again.replayed_attempts) == (3, 3)  # delivery sees where the new budget starts
+    assert outbox.record(again, attempt("retry", status_code=503), state="dead", now=NOW + 101)
+    stored = outbox.get(job.id)
+    assert stored is not None
+    assert (stored.attempts, stored.replayed_attempts, [a.number for a in stored.history]) == (4, 3, [1, 2, 3, 4])
+    assert outbox.replay(job.id, now=NOW + 200).replayed_attempts == 4  # each replay starts a new budget
+
+
+def test_replay_dead_grants_every_job_a_fresh_retry_budget(outbox: Outbox) -> None:
+    for n in range(2):
+        put(outbox, change(n), [replace(TARGET, contact_list_id=f"cl-{n}")], event_id=f"e{n}")
+    for job in outbox.claim("worker-a", limit=2, lease_seconds=LEASE, now=NOW):
+        outbox.record(job, attempt("dead", status_code=503), state="dead", now=NOW + 1, diagnosis=DIAGNOSIS)
+    assert outbox.replay_dead(now=NOW + 50) == 2
+    jobs = outbox.claim("worker-b", limit=2, lease_seconds=LEASE, now=NOW + 50)
+    assert [(job.attempts, job.replayed_attempts) for job in jobs] == [(1, 1), (1, 1)]
+
+
 def test_counts_include_every_state(outbox: Outbox) -> None:
     assert outbox.counts() == dict.fromkeys(JOB_STATES, 0)
     target = replace(TARGET, cooldown_seconds=600)
@@ -446,6 +474,23 @@ def test_migrate_twice_keeps_the_data(outbox: Outbox, outbox_url: str) -> None:
     outbox.migrate()
     assert outbox.counts()["pending"] == 1
     assert _workers.raw_rows(outbox_url, "SELECT COUNT(*) FROM schema_version") == [(len(_migrations(outbox_url)),)]
+
+
+def test_migrating_a_version_1_store_keeps_its_jobs_with_a_zero_replay_count(outbox_url: str) -> None:
+    old = _workers.open_store(outbox_url)
+    old.migrations = _migrations(outbox_url)[:1]  # type: ignore[misc]  # the store as version 1 left it
+    try:
+        old.migrate()
+        job_id = put(old).jobs[0].id
+    finally:
+        old.close()
+    box = _workers.open_store(outbox_url)
+    try:
+        box.migrate()
+        job = box.get(job_id)
+        assert job is not None and (job.state, job.attempts, job.replayed_attempts) == ("pending", 0, 0)
+    finally:
+        box.close()
 
 
 @pytest.mark.slow

@@ -62,4 +62,6 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: a replay grants a fresh retry budget; attempts made before the last replay do not count against it.
+    ("ALTER TABLE jobs ADD COLUMN replayed_attempts INTEGER NOT NULL DEFAULT 0",),
 )
