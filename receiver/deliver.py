@@ -345,7 +345,7 @@ class Dispatcher:
         settings: Settings,
         *,
         owner: str | None = None,
-        threads: int = 2,
+        threads: int = 4,  # 2 lost the GIL to 4 busy request threads: delivery fell behind intake (docs/BENCHMARKS.md)
         batch: int = 4,
         now_fn: Callable[[], float] = time.time,
         rng: random.Random | None = None,
