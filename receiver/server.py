@@ -106,9 +106,14 @@ class _Application(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
+        import sys
+
         from . import create_app
         from .logs import configure_logging
 
+        # Request threads and delivery threads share one GIL: switching every 1 ms instead of 5 ms
+        # keeps a short webhook acknowledgement from queueing behind a delivery (bench: ack p99).
+        sys.setswitchinterval(0.001)
         configure_logging(self._settings.log_level)
         return create_app(self._settings)
 
