@@ -77,6 +77,7 @@ class Settings:
     poll_interval: float = 0.5
     request_timeout: float = 10.0
     rate_limit_per_minute: int = 300
+    rate_limit_window_seconds: float = 60.0  # the platform's counting window (60 s for Genesys Cloud)
     token_refresh_margin: float = 60.0
     preflight_on_start: bool = True
 
@@ -150,6 +151,7 @@ class Settings:
             poll_interval=env.float("RECEIVER_POLL_INTERVAL", d.poll_interval),
             request_timeout=env.float("RECEIVER_REQUEST_TIMEOUT", d.request_timeout),
             rate_limit_per_minute=env.int("RECEIVER_RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute),
+            rate_limit_window_seconds=env.float("RECEIVER_RATE_LIMIT_WINDOW_SECONDS", d.rate_limit_window_seconds),
             preflight_on_start=env.bool("RECEIVER_PREFLIGHT_ON_START", d.preflight_on_start),
         )
 

@@ -1,10 +1,12 @@
 """Client-side pacing: keep one process under the platform's per-token rate limit.
 
-The platform allows `rate_limit_per_minute` requests per token in a fixed 60 s window (CONTRACT.md
-§5). The Pacer is a token bucket shared by every thread of the process: capacity `burst` (small,
-min(10, limit/20), at least 1) and refill `(limit - burst) / 60` per second, so that over ANY 60 s
-window at most `burst + (limit - burst) = limit` requests go out, while a backlog still runs at
-(limit - burst) / limit >= 95 % of the allowed rate (96.7 % at 300/min) for limits of 20/min and up.
+The platform allows `rate_limit_per_minute` requests per token, counted in fixed windows of
+`rate_limit_window_seconds` (60 s for Genesys Cloud, CONTRACT.md §5), i.e. `n = limit * window / 60`
+per window. The Pacer is a token bucket shared by every thread of the process: capacity `burst`
+(small, min(10, n/20), at least 1) and refill `(n - burst) / window` per second, so that over ANY
+window at most `burst + (n - burst) = n` requests go out, while a backlog still runs at
+(n - burst) / n >= 95 % of the allowed rate (96.7 % at 300 per 60 s, 96 % at 50 per 10 s) for
+windows of 20 requests and up.
 
 On top of the bucket:
 - `observe(headers)` reads `inin-ratelimit-count/allowed/reset` from every response; when the rest of
@@ -38,17 +40,21 @@ class Pacer:
         self,
         rate_per_minute: int = 300,
         *,
+        window: float = 60.0,
         burst: int | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.limit = max(0, int(rate_per_minute))
-        self.burst = burst if burst is not None else max(1, min(10, self.limit // 20))
+        self.window = window if window > 0 else 60.0
+        # The platform counts requests in fixed windows: `per_window` of them per `window` seconds.
+        per_window = max(1, int(self.limit * self.window / 60.0)) if self.limit else 0
+        self.burst = burst if burst is not None else max(1, min(10, per_window // 20))
         if self.limit:
-            self.burst = max(1, min(self.burst, self.limit))
-        # Refill so that burst + refill * 60 never exceeds the per-minute limit.
-        refill_per_minute = max(self.limit - self.burst, 1) if self.limit else 0
-        self.rate = refill_per_minute / 60.0  # tokens per second; 0 means "no pacing"
+            self.burst = max(1, min(self.burst, per_window))
+        # Refill so that burst + refill * window never exceeds what one window allows.
+        refill_per_window = max(per_window - self.burst, 1) if self.limit else 0
+        self.rate = refill_per_window / self.window  # tokens per second; 0 means "no pacing"
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -67,8 +73,9 @@ class Pacer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> Pacer:
-        """Build the pacer for settings.rate_limit_per_minute (0 disables pacing)."""
-        return cls(settings.rate_limit_per_minute, clock=clock, sleep=sleep)
+        """Build the pacer for settings.rate_limit_per_minute and its window (0 disables pacing)."""
+        return cls(settings.rate_limit_per_minute, window=settings.rate_limit_window_seconds, clock=clock,
+                   sleep=sleep)
 
     @property
     def enabled(self) -> bool:

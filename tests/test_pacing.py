@@ -171,3 +171,21 @@ def test_zero_limit_disables_pacing() -> None:
     pacer = Pacer.from_settings(Settings(rate_limit_per_minute=0), clock=clock, sleep=clock.sleep)
     run_backlog(pacer, clock, 1000)
     assert clock.now == 1000.0
+
+
+@pytest.mark.parametrize(("limit", "window"), [(300, 10.0), (300, 30.0), (600, 5.0)])
+def test_a_shorter_platform_window_is_never_exceeded_and_still_well_used(limit: int, window: float) -> None:
+    """300/min counted per 10 s windows is 50 per window: no window over it, every full one >= 95 % used."""
+    clock = FakeClock()
+    pacer = Pacer(limit, window=window, clock=clock, sleep=clock.sleep)
+    per_window = limit * window / 60
+    times = sorted(run_backlog(pacer, clock, limit * 3))
+    assert max_in_window(times, window) <= per_window
+    full = [t for t in times if t + window <= times[-1]]
+    worst = min(bisect.bisect_left(times, t + window) - bisect.bisect_right(times, t) for t in full)
+    assert worst >= 0.95 * per_window
+
+
+def test_window_comes_from_settings() -> None:
+    pacer = Pacer.from_settings(Settings(rate_limit_per_minute=300, rate_limit_window_seconds=10))
+    assert (pacer.window, pacer.burst) == (10, 2)

@@ -373,7 +373,8 @@ class Bench:
         proc.stop()
         db = self.tmp / f"{name}.db"
         stored = sum(self.job_counts(db).values())
-        env = self.receiver_env(name, url, free_port(), RECEIVER_RATE_LIMIT_PER_MINUTE=str(pacer_per_minute))
+        env = self.receiver_env(name, url, free_port(), RECEIVER_RATE_LIMIT_PER_MINUTE=str(pacer_per_minute),
+                                RECEIVER_RATE_LIMIT_WINDOW_SECONDS=str(window))
         worker = Proc(f"{name}-worker", [PY, "-m", "receiver", "worker"], env, self.tmp).start()
         counts, waited = self.wait_delivered(db, stored, stored / allowed * 1.5 + 30)
         worker_mem = memory_kb(worker.pid)
@@ -428,8 +429,8 @@ class Bench:
         self.results["pacing"] = self.pacing("pacing", p.pacing_jobs, p.pacing_limit, p.pacing_window_s,
                                              p.pacing_limit * 60 // p.pacing_window_s)
         if p.short_window_jobs:
-            # The pacer can only be told a per-minute limit (it assumes 60 s windows): how it copes
-            # with the same average allowance in 10 s windows. Informative, not a target.
+            # The same average allowance counted in 10 s windows (RECEIVER_RATE_LIMIT_WINDOW_SECONDS=10):
+            # the shorter-window variant. Informative; the target is judged on the 60 s run.
             self.results["pacing_short_window"] = self.pacing("pacing-short", p.short_window_jobs, 50, 10, 300)
         peak = max((w["peak_rss_mb"] for ws in self.memory.values() for w in ws), default=0.0)
         self.results["memory"] = {"phases": self.memory, "peak_rss_mb_per_worker": peak}
