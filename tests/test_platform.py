@@ -560,3 +560,24 @@ def test_unreachable_login_host_over_real_http() -> None:
     with pytest.raises(TokenError, match="cannot reach login host 127.0.0.1") as info:
         PlatformClient(settings).token_info()
     assert info.value.retryable
+
+
+def test_session_reads_proxies_once_and_keeps_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The proxy environment is resolved when the client is built, then not re-read per call."""
+    from receiver.platform import platform_session
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = platform_session(Settings(api_url="https://api.example.test"))
+    assert session.trust_env is False
+    assert session.proxies.get("https") == "http://proxy.example:3128"
+
+
+def test_session_keeps_per_call_behaviour_when_hosts_need_different_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from receiver.platform import platform_session
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "login.example.test")
+    session = platform_session(Settings(api_url="https://api.example.test"))
+    assert session.trust_env is True
