@@ -139,7 +139,7 @@ class ReceiverProcess:
         return lines
 
 
-def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.1) -> Any:
+def wait_for(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
     """Poll until predicate() is truthy; return its value or raise AssertionError."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
