@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import PayloadError
@@ -11,6 +12,9 @@ from ..verify import lower_keys, verify_hmac_hex
 from ._common import compile_schema, dig, digest, event, first, load_schema, text, validate
 
 NAME = "hcp-terraform"
+
+#: Wall clock for the receipt hour of payloads that carry no id or time (tests replace it).
+_clock: Callable[[], float] = time.time
 
 #: Every trigger HCP Terraform sends and the state it means. `run:errored` and the auto-destroy
 #: results are refined from the run status they carry (see _run_errored and _destroy_results).
@@ -109,6 +113,12 @@ def _workspace_event(data: dict[str, Any]) -> Event:
     error = text(dig(data, "details", "run_create_error_message"))
     if error:
         message = f"{message}: {error}" if message else error
+    identity = (dig(assessment, "id"), dig(data, "details", "run_external_id"), created_at,
+                dig(data, "details", "auto_destroy_at"))
+    # A payload with no id and no time at all (e.g. "auto-destroy run could not be created") would
+    # give every such failure the same key, and a later one would be swallowed as a duplicate:
+    # the hour of receipt tells them apart (a redelivery within the hour is still recognized).
+    received = None if any(v is not None for v in identity) else time.strftime("%Y-%m-%dT%H", time.gmtime(_clock()))
     return event(
         NAME,
         kind=trigger,
@@ -117,13 +127,11 @@ def _workspace_event(data: dict[str, Any]) -> Event:
             NAME,
             data["notification_configuration_id"],
             trigger,
-            dig(assessment, "id"),
-            dig(data, "details", "run_external_id"),
+            *identity,
             dig(data, "details", "workspace_id"),
             dig(data, "details", "workspace_name"),
             dig(data, "details", "organization_name"),
-            created_at,
-            dig(data, "details", "auto_destroy_at"),
+            received,
         ),
         organization=dig(data, "details", "organization_name"),
         workspace=dig(data, "details", "workspace_name"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -413,3 +414,33 @@ def test_mutated_payloads_raise_only_payload_error(payload: object) -> None:
         return
     assert event.state in STATES
     assert all(value is None or isinstance(value, str) for value in event.to_dict().values())
+
+
+def test_identityless_failures_on_different_hours_are_different_state_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A payload with no id and no time gets the receipt hour in its key: not one call forever."""
+    from receiver.sources import hcp_terraform
+
+    path = Path(__file__).resolve().parents[1] / "data" / "published" / "hcp-terraform"
+    payload = json.loads((path / "workspace.auto_destroy_results.failed-run-creation.sample.json").read_text())
+    monkeypatch.setattr(hcp_terraform, "_clock", lambda: 1_700_000_000.0)
+    first = hcp_terraform.parse(payload, {})
+    monkeypatch.setattr(hcp_terraform, "_clock", lambda: 1_700_000_000.0 + 600)
+    same_hour = hcp_terraform.parse(payload, {})
+    monkeypatch.setattr(hcp_terraform, "_clock", lambda: 1_700_000_000.0 + 86_400)
+    next_day = hcp_terraform.parse(payload, {})
+    assert first.state == "failed"
+    assert first.dedupe_key == same_hour.dedupe_key
+    assert first.dedupe_key != next_day.dedupe_key
+
+
+def test_payloads_with_an_identity_ignore_the_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    from receiver.sources import hcp_terraform
+
+    path = Path(__file__).resolve().parents[1] / "data" / "hcp-terraform" / "assessment.drifted.sample.json"
+    payload = json.loads(path.read_text())
+    monkeypatch.setattr(hcp_terraform, "_clock", lambda: 1_700_000_000.0)
+    first = hcp_terraform.parse(payload, {})
+    monkeypatch.setattr(hcp_terraform, "_clock", lambda: 1_800_000_000.0)
+    assert hcp_terraform.parse(payload, {}).dedupe_key == first.dedupe_key
