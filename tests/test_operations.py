@@ -290,6 +290,9 @@ def test_readyz_and_intake_answer_503_while_postgres_is_unreachable_then_recover
         before = hcp_run_body("run-before")
         assert post(receiver, before, hcp_headers(before)) == 202
         wait_for(lambda: len(journal(platform)) == 1)
+        # Cut only once the call is recorded: a cut between the platform's answer and the record is
+        # the "could not record" ambiguity, and the job is (rightly) delivered again after recovery.
+        wait_for(lambda: [job["state"] for job in outbox_jobs(receiver)] == ["delivered"])
 
         proxy.cut()
         started = time.monotonic()
