@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -507,3 +508,20 @@ def test_migrate_concurrently_from_several_processes(outbox_url: str, together: 
 
 def _migrations(url: str) -> tuple[tuple[str, ...], ...]:
     return sqlite_migrations.MIGRATIONS if url.startswith("sqlite:") else postgres_migrations.MIGRATIONS
+
+
+def _enqueue_in_child(box: Outbox) -> None:
+    put(box, change(2), event_id="event-2")
+    box.close()
+
+
+def test_a_forked_child_uses_its_own_connections(outbox: Outbox) -> None:
+    """gunicorn forks after start-up: a child must not share the parent's connection or pool."""
+    put(outbox, change(1), event_id="event-1")
+    child = multiprocessing.get_context("fork").Process(target=_enqueue_in_child, args=(outbox,))
+    child.start()
+    child.join(timeout=30)
+    assert child.exitcode == 0
+    assert outbox.counts()["pending"] == 2
+    put(outbox, change(3), event_id="event-3")  # the parent's connections still work
+    assert outbox.counts()["pending"] == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 
 import psycopg
@@ -63,25 +62,5 @@ def test_wrong_password_is_unavailable_not_a_crash(postgres_url: str) -> None:
     try:
         with pytest.raises(OutboxUnavailableError):
             box.ping()
-    finally:
-        box.close()
-
-
-def _enqueue_in_child(box: PostgresOutbox) -> None:
-    put(box, 2)
-    box.close()
-
-
-def test_forked_child_opens_its_own_pool(postgres_schema_url: str) -> None:
-    box = open_outbox(postgres_schema_url)
-    assert isinstance(box, PostgresOutbox)
-    try:
-        put(box, 1)
-        child = multiprocessing.get_context("fork").Process(target=_enqueue_in_child, args=(box,))
-        child.start()
-        child.join(timeout=30)
-        assert child.exitcode == 0
-        assert box.counts()["pending"] == 2
-        put(box, 3)  # the parent's pool still works
     finally:
         box.close()

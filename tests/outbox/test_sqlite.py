@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -109,23 +108,3 @@ def test_processes_opening_a_new_file_at_once_all_get_wal(tmp_path: Path, togeth
     """Two processes switching a new file to WAL at once make SQLite answer "locked" without waiting."""
     results = together(_workers.open_new_files, *[(str(tmp_path), 60, 0.02)] * 4)
     assert [error for errors in results for error in errors if "locked" in error] == []
-
-
-def _enqueue_in_child(box: SqliteOutbox) -> None:
-    put(box, 2)
-    box.close()
-
-
-def test_forked_child_opens_its_own_connection(tmp_path: Path) -> None:
-    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
-    assert isinstance(box, SqliteOutbox)
-    try:
-        put(box, 1)
-        child = multiprocessing.get_context("fork").Process(target=_enqueue_in_child, args=(box,))
-        child.start()
-        child.join(timeout=30)
-        assert child.exitcode == 0
-        assert box.counts()["pending"] == 2
-        put(box, 3)  # the parent's connection still works
-    finally:
-        box.close()
