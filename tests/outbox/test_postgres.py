@@ -8,23 +8,11 @@ import psycopg
 import pytest
 
 from receiver.errors import ConfigError, OutboxUnavailableError
-from receiver.model import Event, Target
 from receiver.outbox import open_outbox
 from receiver.outbox.migrations.postgres import MIGRATIONS
 from receiver.outbox.postgres import PostgresOutbox
 
-from ._workers import NOW
-
 pytestmark = pytest.mark.postgres
-
-TARGET = Target(route="ci-failed", action="trigger", division_id="div-ops", contact_list_id="cl-oncall")
-
-
-def put(box: PostgresOutbox, n: int) -> int:
-    """Enqueue state change n; return its job id."""
-    event = Event(source="github", kind="workflow_run", state="failed", dedupe_key=f"k-{n}", delivery_id=f"d-{n}")
-    result = box.enqueue(event, [TARGET], event_id=f"e-{n}", request_id=None, mapping_version=None, now=NOW)
-    return result.jobs[0].id
 
 
 def test_invalid_url_is_a_config_error() -> None:
