@@ -297,10 +297,11 @@ def _store_job(
     mapping_version: str | None,
     now: float,
 ) -> StoredJob:
-    """Store one job (pending, stale or suppressed) unless the same state change already has one."""
-    same = _find_job(tx, target, event.dedupe_key)
-    if same is not None:
-        return _stored(same, duplicate=True)
+    """Store one job (pending, stale or suppressed) unless the same state change already has one.
+
+    The insert itself finds that one (ON CONFLICT on route, target and dedupe key), so a new state
+    change, the common case, costs no lookup first.
+    """
     occurred_at = utc_text(event.occurred_at)
     state, reason = "pending", _stale_reason(tx, event, target, occurred_at)
     if reason is not None:
@@ -330,7 +331,7 @@ def _store_job(
             mapping_version,
         ),
     )
-    if not inserted:  # stored by a concurrent transaction since the lookup above
+    if not inserted:  # the same state change is stored already (by an earlier delivery or a concurrent one)
         same = _find_job(tx, target, event.dedupe_key)
         if same is None:
             raise OutboxUnavailableError(f"job for route {target.route} conflicted with a stored job that is gone")
