@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from .config import Settings
+from .config import REQUEST_THREADS, Settings
 from .errors import ConfigError
 from .metrics import create_metrics
 from .outbox import Outbox, open_outbox
+from .priority import IntakeFirst
 from .route import load_mapping
 from .runtime import Runtime
 
@@ -42,7 +43,9 @@ def create_app(settings: Settings | None = None, *, outbox: Outbox | None = None
 
     views.init_app(app)
     if settings.embedded_worker:
-        rt.dispatcher = _start_dispatcher(rt)
+        rt.intake = IntakeFirst(REQUEST_THREADS)  # delivery holds back while every request thread is busy
+        app.wsgi_app = rt.intake.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
+        rt.dispatcher = _start_dispatcher(rt, rt.intake)
     log.info(
         "receiver ready",
         extra={"mapping_version": mapping.version, "routes": len(mapping.routes), "dry_run": settings.dry_run,
@@ -51,10 +54,11 @@ def create_app(settings: Settings | None = None, *, outbox: Outbox | None = None
     return app
 
 
-def _start_dispatcher(rt: Runtime) -> Dispatcher:
+def _start_dispatcher(rt: Runtime, intake: IntakeFirst) -> Dispatcher:
     from .deliver import Dispatcher, owner_id
     from .platform import PlatformClient
 
-    dispatcher = Dispatcher(rt.outbox, PlatformClient(rt.settings), rt.settings, owner=owner_id(), metrics=rt.metrics)
+    dispatcher = Dispatcher(rt.outbox, PlatformClient(rt.settings), rt.settings, owner=owner_id(), metrics=rt.metrics,
+                            intake=intake)
     dispatcher.start()
     return dispatcher

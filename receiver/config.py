@@ -43,6 +43,9 @@ REGIONS: dict[str, str] = {
     "ap-northeast-3": "apne3.pure.cloud",
 }
 
+#: Request threads per gunicorn worker (`receiver serve`); the embedded dispatcher's intake gate knows it.
+REQUEST_THREADS = 4
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

@@ -56,6 +56,7 @@ from .platform import PacingTimeoutError, PlatformResponse, PlatformTimeoutError
 
 if TYPE_CHECKING:
     from .metrics import Metrics
+    from .priority import IntakeFirst
 
 log = logging.getLogger("receiver.deliver")
 
@@ -350,6 +351,7 @@ class Dispatcher:
         now_fn: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        intake: IntakeFirst | None = None,
     ) -> None:
         self.outbox = outbox
         self.client = client
@@ -360,6 +362,7 @@ class Dispatcher:
         self._now = now_fn
         self._rng = rng
         self._metrics = metrics
+        self._intake = intake
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -375,7 +378,7 @@ class Dispatcher:
             return
         self._stopping.clear()
         for i in range(self.threads):
-            thread = threading.Thread(target=self._run, name=f"pipedial-deliver-{i}", daemon=True)
+            thread = threading.Thread(target=self._run, args=(i,), name=f"pipedial-deliver-{i}", daemon=True)
             self._workers.append(thread)
             thread.start()
         log.info("dispatcher started", extra={"owner": self.owner, "threads": self.threads})
@@ -397,13 +400,14 @@ class Dispatcher:
             self._workers = []
         return stopped
 
-    def _run(self) -> None:
-        """Loop until stopped; log and survive every error."""
+    def _run(self, index: int = 0) -> None:
+        """Loop until stopped; log and survive every error. Thread 0 never yields to intake (see _run_once)."""
+        yields = index > 0 and self._intake is not None
         try:
             while not self._stopping.is_set():
                 try:
                     self._wake.clear()
-                    if not self._run_once():
+                    if not self._run_once(yields):
                         self._sleep(self._idle_wait())
                 except Exception:
                     log.exception("dispatcher loop failed, continuing", extra={"owner": self.owner})
@@ -424,16 +428,25 @@ class Dispatcher:
             wait = min(wait, due - self._now())
         return max(wait, 0.05)
 
-    def _run_once(self) -> bool:
-        """Claim and deliver one batch; return whether to look again at once (False: idle)."""
+    def _run_once(self, yields: bool = False) -> bool:
+        """Claim and deliver one batch; return whether to look again at once (False: idle).
+
+        With `yields`, wait while the process's intake is saturated (receiver.priority) before the
+        claim and before each call: under a flood of webhooks one delivery thread keeps delivering and
+        the others hold back, so answering webhooks keeps most of the GIL.
+        """
         paced = self.client.ready_in()
         if paced > 0:
             self._sleep(paced)  # hold no leases while the rate limit makes us wait
             return True
+        if yields:
+            self._yield_to_intake()
         jobs = self.outbox.claim(
             self.owner, limit=self.batch, lease_seconds=self.settings.lease_seconds, now=self._now()
         )
         for i, job in enumerate(jobs):
+            if i and yields:
+                self._yield_to_intake()
             if self._stopping.is_set() or not self._lease_ok(job):
                 self._release(jobs[i:])
                 break
@@ -451,6 +464,10 @@ class Dispatcher:
                 self._release(jobs[i + 1 :])
                 break
         return bool(jobs)
+
+    def _yield_to_intake(self) -> None:
+        if self._intake is not None:
+            self._intake.wait(self._stopping)
 
     def _lease_ok(self, job: Job) -> bool:
         """Return whether enough of the job's lease is left to start its call."""

@@ -15,6 +15,7 @@ from .route import Mapping
 
 if TYPE_CHECKING:
     from .deliver import Dispatcher
+    from .priority import IntakeFirst
 
 log = logging.getLogger("receiver.runtime")
 
@@ -28,6 +29,7 @@ class Runtime:
     outbox: Outbox
     metrics: Metrics
     dispatcher: Dispatcher | None = None
+    intake: IntakeFirst | None = None  # counts requests in flight for the embedded dispatcher
     _gauges_at: float = field(default=0.0, repr=False)
 
     def wake_dispatcher(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .config import Settings
+from .config import REQUEST_THREADS, Settings
 from .logs import logging_config
 
 log = logging.getLogger("receiver.server")
@@ -25,7 +25,7 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
         "bind": f"{settings.host}:{settings.port}",
         "workers": max(1, settings.workers),
         "worker_class": "gthread",
-        "threads": 4,
+        "threads": REQUEST_THREADS,
         # A stopping worker waits for its dispatcher (Runtime.close: up to lease_seconds, the most a
         # started delivery can take, pacing included); SIGKILL before that would strand its leases.
         "graceful_timeout": int(max(settings.request_timeout, settings.lease_seconds)) + 5,

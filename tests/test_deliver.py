@@ -39,6 +39,7 @@ from receiver.platform import (
     PlatformTimeoutError,
     PlatformTransportError,
 )
+from receiver.priority import IntakeFirst
 
 SETTINGS = Settings(
     client_id="c",
@@ -470,6 +471,40 @@ def test_dispatcher_survives_errors_in_its_loop(caplog: pytest.LogCaptureFixture
     finally:
         dispatcher.stop(timeout=5)
     assert sum(r.getMessage() == "dispatcher loop failed, continuing" for r in caplog.records) == 2
+
+
+def test_under_a_flood_of_webhooks_one_delivery_thread_delivers_and_the_others_hold_back() -> None:
+    intake = IntakeFirst(1, max_defer=10.0)
+    release = threading.Event()
+    entered = threading.Event()
+
+    def busy_request(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        entered.set()
+        release.wait(10)
+        return []
+
+    request = threading.Thread(target=intake.wrap(busy_request), args=({}, lambda *a: None))
+    request.start()
+    assert entered.wait(5) and intake.saturated()
+    box = FakeOutbox([make_job(job_id=i) for i in range(1, 7)])
+    delivered_by: list[str] = []
+
+    def record_thread() -> PlatformResponse:
+        delivered_by.append(threading.current_thread().name)
+        time.sleep(0.05)  # long enough for idle threads to claim the other jobs, were they not held back
+        return answer(200)
+
+    client = FakeClient()
+    client.default = record_thread
+    dispatcher = Dispatcher(box, client, SETTINGS, owner="o", threads=3, batch=2, intake=intake)  # type: ignore[arg-type]
+    dispatcher.start()
+    try:
+        wait_for(lambda: len(box.records) == 6, timeout=5.0)
+        assert set(delivered_by) == {"pipedial-deliver-0"}
+    finally:
+        release.set()
+        request.join(5)
+        assert dispatcher.stop(timeout=5)
 
 
 def test_stop_finishes_in_flight_and_releases_claimed_jobs() -> None:

@@ -242,3 +242,20 @@ def test_outbox_is_a_real_sqlite_file(settings: Settings, client: FlaskClient) -
         assert box.counts()["pending"] == 1
     finally:
         box.close()
+
+
+def test_with_the_embedded_dispatcher_requests_are_counted_for_its_intake_gate(settings: Settings) -> None:
+    app = create_app(settings.replace(embedded_worker=True, dry_run=True))
+    rt = app.extensions["pipedial"]
+    try:
+        seen: list[int] = []
+        app.add_url_rule("/probe", "probe", lambda: str(seen.append(rt.intake.in_flight) or ""))
+        assert app.test_client().get("/probe").status_code == 200
+        assert seen == [1] and rt.intake.in_flight == 0
+        assert rt.dispatcher._intake is rt.intake
+    finally:
+        rt.close()
+
+
+def test_without_the_embedded_dispatcher_there_is_no_gate(app: Flask) -> None:
+    assert app.extensions["pipedial"].intake is None
