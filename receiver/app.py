@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask
 
-from .config import REQUEST_THREADS, Settings
+from .config import Settings
 from .errors import ConfigError
 from .metrics import create_metrics
 from .outbox import Outbox, open_outbox
@@ -43,7 +43,7 @@ def create_app(settings: Settings | None = None, *, outbox: Outbox | None = None
 
     views.init_app(app)
     if settings.embedded_worker:
-        rt.intake = IntakeFirst(REQUEST_THREADS)  # delivery holds back while every request thread is busy
+        rt.intake = IntakeFirst()  # delivery holds back while webhooks arrive back to back
         app.wsgi_app = rt.intake.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
         rt.dispatcher = _start_dispatcher(rt, rt.intake)
     log.info(

@@ -43,7 +43,7 @@ REGIONS: dict[str, str] = {
     "ap-northeast-3": "apne3.pure.cloud",
 }
 
-#: Request threads per gunicorn worker (`receiver serve`); the embedded dispatcher's intake gate knows it.
+#: Request threads per gunicorn worker (`receiver serve`).
 REQUEST_THREADS = 4
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -53,6 +53,7 @@ from .errors import PlatformError, TokenError
 from .model import Attempt, Event, Job, Outcome, Target
 from .outbox.base import Outbox
 from .platform import PacingTimeoutError, PlatformResponse, PlatformTimeoutError, PlatformTransportError
+from .priority import LEAD_MAX_DEFER_SECONDS
 
 if TYPE_CHECKING:
     from .metrics import Metrics
@@ -401,13 +402,15 @@ class Dispatcher:
         return stopped
 
     def _run(self, index: int = 0) -> None:
-        """Loop until stopped; log and survive every error. Thread 0 never yields to intake (see _run_once)."""
-        yields = index > 0 and self._intake is not None
+        """Loop until stopped; log and survive every error."""
+        # Under a flood of webhooks (receiver.priority) the first thread still starts calls several
+        # times a second; the others wait up to the gate's full max_defer.
+        defer = LEAD_MAX_DEFER_SECONDS if index == 0 else None
         try:
             while not self._stopping.is_set():
                 try:
                     self._wake.clear()
-                    if not self._run_once(yields):
+                    if not self._run_once(defer):
                         self._sleep(self._idle_wait())
                 except Exception:
                     log.exception("dispatcher loop failed, continuing", extra={"owner": self.owner})
@@ -428,25 +431,24 @@ class Dispatcher:
             wait = min(wait, due - self._now())
         return max(wait, 0.05)
 
-    def _run_once(self, yields: bool = False) -> bool:
+    def _run_once(self, defer: float | None = None) -> bool:
         """Claim and deliver one batch; return whether to look again at once (False: idle).
 
-        With `yields`, wait while the process's intake is saturated (receiver.priority) before the
-        claim and before each call: under a flood of webhooks one delivery thread keeps delivering and
-        the others hold back, so answering webhooks keeps most of the GIL.
+        Embedded in the receiver, wait while the process's intake is saturated (receiver.priority)
+        before the claim and before each call, at most `defer` seconds (None: the gate's max_defer):
+        under a flood of webhooks, answering them keeps most of the GIL.
         """
         paced = self.client.ready_in()
         if paced > 0:
             self._sleep(paced)  # hold no leases while the rate limit makes us wait
             return True
-        if yields:
-            self._yield_to_intake()
+        self._yield_to_intake(defer)
         jobs = self.outbox.claim(
             self.owner, limit=self.batch, lease_seconds=self.settings.lease_seconds, now=self._now()
         )
         for i, job in enumerate(jobs):
-            if i and yields:
-                self._yield_to_intake()
+            if i:
+                self._yield_to_intake(defer)
             if self._stopping.is_set() or not self._lease_ok(job):
                 self._release(jobs[i:])
                 break
@@ -465,9 +467,9 @@ class Dispatcher:
                 break
         return bool(jobs)
 
-    def _yield_to_intake(self) -> None:
+    def _yield_to_intake(self, defer: float | None) -> None:
         if self._intake is not None:
-            self._intake.wait(self._stopping)
+            self._intake.wait(self._stopping, defer)
 
     def _lease_ok(self, job: Job) -> bool:
         """Return whether enough of the job's lease is left to start its call."""

@@ -1,17 +1,19 @@
-"""Intake first: while a process's request threads are all busy, its delivery threads hold back.
+"""Intake first: while a process is swamped with webhooks, its delivery threads hold back.
 
 Acknowledging a webhook is the part with a deadline (HCP Terraform gives up after 10 s and never
 retries); delivery works from the durable outbox and can wait. In one process the request threads
 and the delivery threads share one GIL and the cores, so under a flood of webhooks every delivery
-slows every answer. The gate counts the requests in flight (a WSGI middleware). When all request
-threads were busy at once within the last `quiet` seconds, intake is saturated, and a delivery thread
-waits before it claims jobs or starts a call. At ordinary rates that moment never comes and delivery
-never waits. Under a flood each delivery thread still starts a call at least every `max_defer`
-seconds, so delivery never stops, and the backlog goes out as soon as the flood ebbs.
+slows every answer. The gate counts the requests in flight (a WSGI middleware) and keeps a moving
+average, over about `tau` seconds, of the share of time at least one was in flight. Above
+`threshold` (there is hardly a gap between requests) intake is saturated: a delivery thread then
+waits before it claims jobs or starts a call, at most its `max_defer`, so delivery never stops. At
+ordinary rates the worker is idle between webhooks, the average stays low and nothing waits; after a
+flood it falls below the threshold within about `tau`.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -19,8 +21,12 @@ from typing import Any
 
 #: Longest a delivery thread waits for intake to calm down before it starts a call anyway, in seconds.
 MAX_DEFER_SECONDS = 0.5
-#: How long after the last moment with every request thread busy intake still counts as saturated.
-QUIET_SECONDS = 0.01
+#: The same for a dispatcher's first thread: under any flood it keeps starting calls, several a second.
+LEAD_MAX_DEFER_SECONDS = 0.05
+#: Time constant of the moving average of "a request in flight", in seconds.
+TAU_SECONDS = 0.1
+#: Share of recent time with a request in flight above which intake counts as saturated.
+THRESHOLD = 0.9
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -28,12 +34,21 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class IntakeFirst:
     """Count requests in flight; let delivery threads wait while intake is saturated."""
 
-    def __init__(self, threads: int, *, max_defer: float = MAX_DEFER_SECONDS, quiet: float = QUIET_SECONDS) -> None:
-        self.threads = max(1, threads)
+    def __init__(
+        self,
+        *,
+        max_defer: float = MAX_DEFER_SECONDS,
+        tau: float = TAU_SECONDS,
+        threshold: float = THRESHOLD,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_defer = max_defer
-        self.quiet = quiet
+        self.tau = tau
+        self.threshold = threshold
+        self._clock = clock
         self._in_flight = 0
-        self._full_at = float("-inf")  # the last moment every request thread was busy
+        self._busy_share = 0.0  # moving average of "a request in flight", as of _busy_at
+        self._busy_at = clock()
         self._cond = threading.Condition(threading.Lock())
 
     @property
@@ -41,39 +56,56 @@ class IntakeFirst:
         """Return how many requests this process is answering now."""
         return self._in_flight
 
-    def saturated(self, now: float | None = None) -> bool:
-        """Return whether every request thread was busy within the last `quiet` seconds."""
-        now = time.monotonic() if now is None else now
-        return self._in_flight >= self.threads or now - self._full_at < self.quiet
+    def busy_share(self) -> float:
+        """Return the moving average of the share of time a request was in flight."""
+        with self._cond:
+            return self._share(self._clock())
+
+    def saturated(self) -> bool:
+        """Return whether intake is saturated now (the busy share is over the threshold)."""
+        return self.busy_share() >= self.threshold
 
     def wrap(self, app: WSGIApp) -> WSGIApp:
         """Return a WSGI app that counts its requests in flight around `app`."""
 
         def counted(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             with self._cond:
+                self._advance(self._clock())
                 self._in_flight += 1
-                if self._in_flight >= self.threads:
-                    self._full_at = time.monotonic()
             try:
                 return app(environ, start_response)
             finally:
                 with self._cond:
-                    if self._in_flight >= self.threads:  # no longer full: waiters now wait for the quiet time
-                        self._full_at = time.monotonic()
-                        self._cond.notify_all()
+                    self._advance(self._clock())
                     self._in_flight -= 1
+                    if not self._in_flight:  # idle: waiters re-plan
+                        self._cond.notify_all()
 
         return counted
 
-    def wait(self, stopping: threading.Event | None = None) -> bool:
+    def wait(self, stopping: threading.Event | None = None, max_defer: float | None = None) -> bool:
         """Wait while intake is saturated, at most `max_defer` seconds; return whether it calmed down."""
-        deadline = time.monotonic() + self.max_defer
+        deadline = self._clock() + (self.max_defer if max_defer is None else max_defer)
         with self._cond:
             while True:
-                now = time.monotonic()
-                if not self.saturated(now):
+                now = self._clock()
+                share = self._share(now)
+                if share < self.threshold:
                     return True
                 if now >= deadline or (stopping is not None and stopping.is_set()):
                     return False
-                calm_at = self._full_at + self.quiet if self._in_flight < self.threads else deadline
-                self._cond.wait(max(0.0, min(deadline, calm_at) - now))
+                calm_at = deadline
+                if not self._in_flight:  # the share only decays now: it is below the threshold then
+                    calm_at = min(deadline, now + self.tau * math.log(share / self.threshold) + 1e-4)
+                self._cond.wait(max(0.0, calm_at - now))
+
+    def _share(self, now: float) -> float:
+        """Return the busy share at `now` (lock held), without storing it."""
+        decay = math.exp(-max(0.0, now - self._busy_at) / self.tau)
+        busy = 1.0 if self._in_flight else 0.0
+        return self._busy_share * decay + busy * (1.0 - decay)
+
+    def _advance(self, now: float) -> None:
+        """Bring the busy share up to `now` before the number in flight changes (lock held)."""
+        self._busy_share = self._share(now)
+        self._busy_at = now

@@ -473,8 +473,8 @@ def test_dispatcher_survives_errors_in_its_loop(caplog: pytest.LogCaptureFixture
     assert sum(r.getMessage() == "dispatcher loop failed, continuing" for r in caplog.records) == 2
 
 
-def test_under_a_flood_of_webhooks_one_delivery_thread_delivers_and_the_others_hold_back() -> None:
-    intake = IntakeFirst(1, max_defer=10.0)
+def test_under_a_flood_of_webhooks_the_first_delivery_thread_keeps_delivering_and_the_others_hold_back() -> None:
+    intake = IntakeFirst(tau=0.01, max_defer=10.0)
     release = threading.Event()
     entered = threading.Event()
 
@@ -485,7 +485,9 @@ def test_under_a_flood_of_webhooks_one_delivery_thread_delivers_and_the_others_h
 
     request = threading.Thread(target=intake.wrap(busy_request), args=({}, lambda *a: None))
     request.start()
-    assert entered.wait(5) and intake.saturated()
+    assert entered.wait(5)
+    time.sleep(0.05)
+    assert intake.saturated()
     box = FakeOutbox([make_job(job_id=i) for i in range(1, 7)])
     delivered_by: list[str] = []
 
@@ -497,10 +499,13 @@ def test_under_a_flood_of_webhooks_one_delivery_thread_delivers_and_the_others_h
     client = FakeClient()
     client.default = record_thread
     dispatcher = Dispatcher(box, client, SETTINGS, owner="o", threads=3, batch=2, intake=intake)  # type: ignore[arg-type]
+    started = time.monotonic()
     dispatcher.start()
     try:
         wait_for(lambda: len(box.records) == 6, timeout=5.0)
         assert set(delivered_by) == {"pipedial-deliver-0"}
+        # Each call (0.05 s) first waited LEAD_MAX_DEFER_SECONDS (0.05 s): slowed down, never stopped.
+        assert time.monotonic() - started >= 6 * (0.05 + 0.05) - 0.05
     finally:
         release.set()
         request.join(5)

@@ -1,7 +1,8 @@
-"""receiver.priority: the intake gate counts requests in flight and holds delivery back while all are busy."""
+"""receiver.priority: the intake gate averages how busy intake is and holds delivery back while it is saturated."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -12,10 +13,19 @@ import pytest
 from receiver.priority import IntakeFirst
 
 
-def blocking_app(entered: threading.Semaphore, release: threading.Event) -> Callable[..., Iterable[bytes]]:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed_app(clock: Clock) -> Callable[..., Iterable[bytes]]:
+    """A WSGI app that takes environ["seconds"] of the fake clock and raises when environ["fail"]."""
+
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        entered.release()
-        release.wait(5)
+        clock.now += environ["seconds"]
         if environ.get("fail"):
             raise RuntimeError("the app failed")
         return [b"ok"]
@@ -23,70 +33,91 @@ def blocking_app(entered: threading.Semaphore, release: threading.Event) -> Call
     return app
 
 
-def run_requests(gate: IntakeFirst, n: int, release: threading.Event, **environ: Any) -> list[threading.Thread]:
-    """Start n requests through the gate; return once all are inside the app."""
-    entered = threading.Semaphore(0)
-    app = gate.wrap(blocking_app(entered, release))
+def requests_every(gate: IntakeFirst, clock: Clock, *, busy: float, idle: float, count: int) -> None:
+    app = gate.wrap(timed_app(clock))
+    for _ in range(count):
+        app({"seconds": busy}, lambda *a: None)
+        clock.now += idle
 
-    def one() -> None:
-        try:
-            app(dict(environ), lambda *a: None)
-        except RuntimeError:
-            pass
 
-    threads = [threading.Thread(target=one) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for _ in range(n):
-        assert entered.acquire(timeout=5)
-    return threads
+def test_back_to_back_requests_saturate_and_the_share_decays_after() -> None:
+    clock = Clock()
+    gate = IntakeFirst(tau=0.1, threshold=0.9, clock=clock)
+    requests_every(gate, clock, busy=0.002, idle=0.0, count=400)  # 0.8 s with no gap: 8 time constants
+    assert gate.busy_share() == pytest.approx(1 - math.exp(-8), abs=1e-6)
+    assert gate.saturated()
+    clock.now += 0.1
+    assert gate.busy_share() == pytest.approx((1 - math.exp(-8)) * math.exp(-1), abs=1e-6)
+    assert not gate.saturated()
+
+
+def test_requests_with_gaps_do_not_saturate() -> None:
+    clock = Clock()
+    gate = IntakeFirst(tau=0.1, threshold=0.9, clock=clock)
+    requests_every(gate, clock, busy=0.004, idle=0.006, count=200)  # busy 40% of the time
+    assert 0.3 < gate.busy_share() < 0.6
+    assert not gate.saturated()
 
 
 def test_requests_in_flight_are_counted_and_uncounted_even_when_the_app_raises() -> None:
-    gate = IntakeFirst(4)
-    release = threading.Event()
-    threads = run_requests(gate, 2, release, fail=True)
-    assert gate.in_flight == 2
-    release.set()
-    for t in threads:
-        t.join(5)
-    assert gate.in_flight == 0
+    clock = Clock()
+    gate = IntakeFirst(clock=clock)
+    seen: list[int] = []
+    inner = timed_app(clock)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen.append(gate.in_flight)
+        return inner(environ, start_response)
+
+    with pytest.raises(RuntimeError):
+        gate.wrap(app)({"seconds": 0.5, "fail": True}, lambda *a: None)
+    assert seen == [1] and gate.in_flight == 0
+    assert gate.busy_share() == pytest.approx(1 - math.exp(-5), abs=1e-3)  # the failed request counted
 
 
-def test_some_threads_busy_is_not_saturation() -> None:
-    gate = IntakeFirst(4)
-    release = threading.Event()
-    threads = run_requests(gate, 3, release)
+def test_a_calm_gate_lets_delivery_through_at_once() -> None:
+    gate = IntakeFirst()
+    started = time.monotonic()
+    assert gate.wait() is True
+    assert time.monotonic() - started < 0.05
+
+
+def hold_request(gate: IntakeFirst) -> tuple[threading.Thread, threading.Event]:
+    """Start a request that stays in flight until the returned event is set."""
+    entered, release = threading.Event(), threading.Event()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        entered.set()
+        release.wait(10)
+        return []
+
+    thread = threading.Thread(target=gate.wrap(app), args=({}, lambda *a: None))
+    thread.start()
+    assert entered.wait(5)
+    return thread, release
+
+
+def test_under_saturation_delivery_waits_at_most_max_defer() -> None:
+    gate = IntakeFirst(tau=0.01, max_defer=0.2)
+    thread, release = hold_request(gate)
     try:
-        assert not gate.saturated()
-        started = time.monotonic()
-        assert gate.wait() is True
-        assert time.monotonic() - started < 0.05
-    finally:
-        release.set()
-        for t in threads:
-            t.join(5)
-
-
-def test_all_threads_busy_holds_delivery_back_for_at_most_max_defer() -> None:
-    gate = IntakeFirst(2, max_defer=0.2, quiet=0.01)
-    release = threading.Event()
-    threads = run_requests(gate, 2, release)
-    try:
+        time.sleep(0.05)  # five time constants in flight: saturated
         assert gate.saturated()
         started = time.monotonic()
         assert gate.wait() is False
         assert 0.19 <= time.monotonic() - started < 1.0
+        started = time.monotonic()
+        assert gate.wait(max_defer=0.05) is False  # a thread's own, shorter bound
+        assert 0.045 <= time.monotonic() - started < 0.5
     finally:
         release.set()
-        for t in threads:
-            t.join(5)
+        thread.join(5)
 
 
-def test_saturation_lasts_for_the_quiet_time_after_the_last_full_moment() -> None:
-    gate = IntakeFirst(2, max_defer=2.0, quiet=0.2)
-    release = threading.Event()
-    threads = run_requests(gate, 2, release)
+def test_delivery_resumes_once_the_share_has_decayed_below_the_threshold() -> None:
+    gate = IntakeFirst(tau=0.05, threshold=0.5, max_defer=5.0)
+    thread, release = hold_request(gate)
+    time.sleep(0.3)
     waited: list[float] = []
 
     def deliver() -> None:
@@ -97,33 +128,23 @@ def test_saturation_lasts_for_the_quiet_time_after_the_last_full_moment() -> Non
     waiter = threading.Thread(target=deliver)
     waiter.start()
     time.sleep(0.1)
-    released_at = time.monotonic()
     release.set()
-    for t in threads:
-        t.join(5)
-    assert gate.saturated()  # idle now, but only for less than the quiet time
+    thread.join(5)
     waiter.join(5)
-    assert waited and 0.3 <= waited[0] < 1.5
-    assert time.monotonic() - released_at >= 0.2
-    assert not gate.saturated()
+    # 0.1 s in flight while it waited, then tau * ln(1 / 0.5) = 35 ms of decay.
+    assert waited and 0.12 <= waited[0] < 1.0
 
 
 def test_stopping_ends_the_wait() -> None:
-    gate = IntakeFirst(1, max_defer=5.0)
-    release = threading.Event()
-    threads = run_requests(gate, 1, release)
+    gate = IntakeFirst(tau=0.01, max_defer=5.0)
+    thread, release = hold_request(gate)
     stopping = threading.Event()
-    stopping.set()
     try:
+        time.sleep(0.05)
+        stopping.set()
         started = time.monotonic()
         assert gate.wait(stopping) is False
         assert time.monotonic() - started < 0.5
     finally:
         release.set()
-        for t in threads:
-            t.join(5)
-
-
-@pytest.mark.parametrize("threads", [0, -1])
-def test_a_gate_counts_at_least_one_thread(threads: int) -> None:
-    assert IntakeFirst(threads).threads == 1
+        thread.join(5)
