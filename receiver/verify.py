@@ -168,7 +168,11 @@ def _v1_signature(entry: str) -> bytes | None:
         signature = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         return None
-    return signature if len(signature) == hashlib.sha256().digest_size else None
+    # Only the canonical encoding: the decoder ignores the unused low bits of the last character, so
+    # "...0=" and "...1=" decode alike. The reference implementations compare the base64 text itself.
+    if len(signature) != hashlib.sha256().digest_size or base64.b64encode(signature).decode("ascii") != value:
+        return None
+    return signature
 
 
 def _secret_bytes(secret: str) -> bytes:

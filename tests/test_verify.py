@@ -340,6 +340,21 @@ def test_mixed_case_header_names_verify() -> None:
     verify_standard(EXAMPLE_BODY, headers, [EXAMPLE_SECRET], now=EXAMPLE_NOW)
 
 
+def test_only_the_canonical_base64_of_the_signature_is_accepted() -> None:
+    # A 32-byte MAC is 43 base64 characters and "="; the last character carries 4 bits and 2 unused
+    # ones, which a lenient decoder ignores. The reference implementations compare the text, so do we.
+    digest = base64.b64decode(EXAMPLE_HEADERS["webhook-signature"].removeprefix("v1,"))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    canonical = base64.b64encode(digest).decode()
+    last = alphabet.index(canonical[-2])
+    same_bytes = [canonical[:-2] + alphabet[(last & ~3) | low] + "=" for low in (1, 2, 3)]
+    assert all(base64.b64decode(text) == digest for text in same_bytes)
+    _verify_example(headers={"webhook-signature": "v1," + canonical})
+    for text in same_bytes:
+        with pytest.raises(SignatureError, match="no 'v1,<base64>' entry"):
+            _verify_example(headers={"webhook-signature": "v1," + text})
+
+
 def test_standard_errors_never_reveal_the_secret_or_the_expected_signature() -> None:
     with pytest.raises(SignatureError) as info:
         _verify_example(headers={"webhook-signature": "v1," + base64.b64encode(b"\0" * 32).decode()})
