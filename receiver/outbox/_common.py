@@ -59,8 +59,15 @@ class SqlOutbox(ABC):
     migrations: tuple[tuple[str, ...], ...]
 
     @abstractmethod
-    def _transaction(self, *, write: bool, timeout: float | None = None) -> AbstractContextManager[Tx]:
-        """Open a transaction and commit it on success; raise OutboxUnavailableError on store errors."""
+    def _transaction(
+        self, *, write: bool, timeout: float | None = None, durable: bool = True
+    ) -> AbstractContextManager[Tx]:
+        """Open a transaction and commit it on success; raise OutboxUnavailableError on store errors.
+
+        A write that is not `durable` may return before its commit is on disk: only for writes whose
+        loss in a crash of the machine is harmless (taking or giving back a lease: the job is then
+        pending, and claimed again).
+        """
 
     @abstractmethod
     def _claim_ids(self, tx: Tx, owner: str, limit: int, lease_seconds: float, now: float) -> list[int]:
@@ -145,7 +152,7 @@ class SqlOutbox(ABC):
         """Lease up to `limit` due jobs to `owner`, oldest due first; their history is left empty."""
         if limit <= 0:
             return []
-        with self._transaction(write=True) as tx:
+        with self._transaction(write=True, durable=False) as tx:  # a lease lost in a crash: pending again
             ids = self._claim_ids(tx, owner, limit, lease_seconds, now)
             return _select_jobs(tx, ids)
 
@@ -198,7 +205,7 @@ class SqlOutbox(ABC):
         """Give leased jobs back (pending, due now) without counting an attempt."""
         if not job_ids:
             return
-        with self._transaction(write=True) as tx:
+        with self._transaction(write=True, durable=False) as tx:  # lost in a crash: the lease expires instead
             tx.rows(
                 "UPDATE jobs SET state = 'pending', next_attempt_at = %s, lease_owner = NULL, lease_expires_at = NULL,"
                 f" updated_at = %s WHERE state = 'in_flight' AND lease_owner = %s AND id IN ({_marks(job_ids)})"

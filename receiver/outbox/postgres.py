@@ -45,14 +45,16 @@ class PostgresOutbox(SqlOutbox):
         self._inherited: list[Pool] = []
 
     @contextmanager
-    def _transaction(self, *, write: bool, timeout: float | None = None) -> Iterator[Tx]:
-        """Run one transaction on a pooled connection (READ COMMITTED)."""
+    def _transaction(self, *, write: bool, timeout: float | None = None, durable: bool = True) -> Iterator[Tx]:
+        """Run one transaction on a pooled connection (READ COMMITTED); not durable: no wait for the WAL flush."""
         try:
             with (
                 self._connections().connection(timeout=min(timeout or self._timeout, self._timeout)) as conn,
                 conn.transaction(),
                 conn.cursor(row_factory=dict_row) as cursor,
             ):
+                if write and not durable:
+                    cursor.execute("SET LOCAL synchronous_commit = off")
                 yield _PostgresTx(cursor)
         except psycopg.Error as exc:  # PoolTimeout is one too
             raise OutboxUnavailableError(f"PostgreSQL outbox is unavailable: {exc}") from exc

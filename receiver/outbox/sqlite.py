@@ -39,11 +39,11 @@ class SqliteOutbox(SqlOutbox):
         self._writer = _GroupCommit(self.path)
 
     @contextmanager
-    def _transaction(self, *, write: bool, timeout: float | None = None) -> Iterator[Tx]:
+    def _transaction(self, *, write: bool, timeout: float | None = None, durable: bool = True) -> Iterator[Tx]:
         """Run one transaction; a write one takes the write lock up front (BEGIN IMMEDIATE); reads never wait."""
         try:
             if write:  # BEGIN IMMEDIATE ... COMMIT, shared with this process's other writers
-                with self._writer.transaction() as tx:
+                with self._writer.transaction(durable=durable) as tx:
                     yield tx
                 return
             conn = self._connection()
@@ -124,10 +124,11 @@ _SAVEPOINT = "pipedial_write"
 class _Batch:
     """Write transactions that share one BEGIN IMMEDIATE ... COMMIT."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool) -> None:
         self.done = threading.Event()
         self.error: BaseException | None = None
         self.members = 0
+        self.durable = durable  # its COMMIT waits for the disk (synchronous=FULL)
 
 
 class _GroupCommit:
@@ -158,14 +159,22 @@ class _GroupCommit:
         self._waiting = 0  # threads queued for the turn
         self._batch: _Batch | None = None  # read and changed only by the turn's holder
         self._conn: sqlite3.Connection | None = None
+        self._synchronous = "FULL"  # the write connection's level, set before each BEGIN that needs another
         self._lock_fd: int | None = None  # a forked child opens its own: flock() belongs to the open file
 
     @contextmanager
-    def transaction(self) -> Iterator[Tx]:
-        """Run the caller's statements in the open batch; return once they are committed."""
+    def transaction(self, *, durable: bool = True) -> Iterator[Tx]:
+        """Run the caller's statements in the open batch; return once they are committed.
+
+        Writes that are not `durable` go into batches that commit without waiting for the disk
+        (synchronous=NORMAL, set before BEGIN: SQLite refuses to change it inside a transaction). Their
+        writes reach the disk with the next durable commit, or are lost with a crash of the machine,
+        which must be harmless for them (a job's lease). A durable write never joins such a batch: it
+        commits it first and opens its own. A write that is not durable may join a durable batch.
+        """
         self._take_turn()
         try:
-            batch, conn = self._join()
+            batch, conn = self._join(durable)
         except BaseException:
             self._pass_turn()
             raise
@@ -220,19 +229,28 @@ class _GroupCommit:
                 self._waiting -= 1
             self._busy = True
 
-    def _join(self) -> tuple[_Batch, sqlite3.Connection]:
-        """Open a batch unless one is open, and a savepoint for the caller (the turn is held)."""
+    def _join(self, durable: bool) -> tuple[_Batch, sqlite3.Connection]:
+        """Open a batch unless a suitable one is open, and a savepoint for the caller (the turn is held)."""
         if self._conn is None:
             self._conn = _connect(self.path)
+            self._synchronous = "FULL"
         conn = self._conn
+        if self._batch is not None and durable and not self._batch.durable:
+            self._commit(self._batch)
+            if self._batch is not None:  # cannot happen: _commit closes it
+                raise sqlite3.OperationalError("a batch is still open after its commit")
         if self._batch is None:
+            synchronous = "FULL" if durable else "NORMAL"
+            if synchronous != self._synchronous:
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+                self._synchronous = synchronous
             self._lock_processes()
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except BaseException:
                 self._unlock_processes()
                 raise
-            self._batch = _Batch()
+            self._batch = _Batch(durable=durable)
         batch = self._batch
         try:
             conn.execute(f"SAVEPOINT {_SAVEPOINT}")

@@ -52,3 +52,19 @@ def test_wrong_password_is_unavailable_not_a_crash(postgres_url: str) -> None:
             box.ping()
     finally:
         box.close()
+
+
+def test_only_writes_that_are_not_durable_skip_the_wait_for_the_wal_flush(postgres_schema_url: str) -> None:
+    box = open_outbox(postgres_schema_url)
+    assert isinstance(box, PostgresOutbox)
+    try:
+        levels = {}
+        for write, durable in ((True, True), (True, False), (False, True)):
+            with box._transaction(write=write, durable=durable) as tx:
+                levels[(write, durable)] = tx.rows("SHOW synchronous_commit")[0]["synchronous_commit"]
+        with box._transaction(write=True) as tx:  # SET LOCAL ended with its transaction
+            after = tx.rows("SHOW synchronous_commit")[0]["synchronous_commit"]
+    finally:
+        box.close()
+    assert levels == {(True, True): "on", (True, False): "off", (False, True): "on"}
+    assert after == "on"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -108,3 +109,64 @@ def test_processes_opening_a_new_file_at_once_all_get_wal(tmp_path: Path, togeth
     """Two processes switching a new file to WAL at once make SQLite answer "locked" without waiting."""
     results = together(_workers.open_new_files, *[(str(tmp_path), 60, 0.02)] * 4)
     assert [error for errors in results for error in errors if "locked" in error] == []
+
+
+def traced(box: SqliteOutbox) -> list[str]:
+    """Record every statement of the process's write connection from now on."""
+    put(box, 1000)  # opens the write connection
+    statements: list[str] = []
+    conn = box._writer._conn
+    assert conn is not None
+    conn.set_trace_callback(statements.append)
+    return statements
+
+
+def test_leases_commit_without_waiting_for_the_disk_and_enqueues_with(tmp_path: Path) -> None:
+    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    assert isinstance(box, SqliteOutbox)
+    try:
+        statements = traced(box)
+        put(box, 1)
+        jobs = box.claim("o", limit=2, lease_seconds=30, now=NOW)
+        box.release("o", [jobs[0].id], now=NOW)
+        put(box, 2)
+    finally:
+        box.close()
+    levels = [s for s in statements if s.startswith("PRAGMA synchronous") or s.startswith(("BEGIN", "COMMIT"))]
+    # enqueue 1 (FULL, as opened), claim and release (NORMAL), enqueue 2 (FULL again)
+    assert levels == ["BEGIN IMMEDIATE", "COMMIT", "PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE", "COMMIT",
+                      "BEGIN IMMEDIATE", "COMMIT", "PRAGMA synchronous = FULL", "BEGIN IMMEDIATE", "COMMIT"]
+
+
+def test_a_durable_write_commits_an_open_lease_batch_first_and_never_joins_it(tmp_path: Path) -> None:
+    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    assert isinstance(box, SqliteOutbox)
+    writer = box._writer
+    try:
+        statements = traced(box)
+        first_done = threading.Event()
+        release_first = threading.Event()
+
+        def lease_write() -> None:
+            with writer.transaction(durable=False) as tx:
+                tx.rows("UPDATE jobs SET lease_owner = 'x' WHERE id = -1")
+                release_first.wait(5)
+            first_done.set()
+
+        thread = threading.Thread(target=lease_write)
+        thread.start()
+        while writer._batch is None:  # the lease write holds the turn inside its open batch
+            time.sleep(0.001)
+        enqueuer = threading.Thread(target=put, args=(box, 7))
+        enqueuer.start()
+        while writer._waiting == 0:  # the enqueue waits for the turn
+            time.sleep(0.001)
+        release_first.set()
+        thread.join(5)
+        enqueuer.join(5)
+        assert first_done.is_set()
+    finally:
+        box.close()
+    levels = [s for s in statements if s.startswith("PRAGMA synchronous") or s.startswith(("BEGIN", "COMMIT"))]
+    assert levels == ["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE", "COMMIT",
+                      "PRAGMA synchronous = FULL", "BEGIN IMMEDIATE", "COMMIT"]
