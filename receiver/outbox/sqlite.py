@@ -236,9 +236,7 @@ class _GroupCommit:
             self._synchronous = "FULL"
         conn = self._conn
         if self._batch is not None and durable and not self._batch.durable:
-            self._commit(self._batch)
-            if self._batch is not None:  # cannot happen: _commit closes it
-                raise sqlite3.OperationalError("a batch is still open after its commit")
+            self._commit(self._batch)  # closes it: a durable write opens its own below
         if self._batch is None:
             synchronous = "FULL" if durable else "NORMAL"
             if synchronous != self._synchronous:
