@@ -40,6 +40,7 @@ from receiver.platform import (
     PlatformTransportError,
 )
 from receiver.priority import IntakeFirst
+from tests.helpers.intake import hold_request
 
 SETTINGS = Settings(
     client_id="c",
@@ -475,17 +476,7 @@ def test_dispatcher_survives_errors_in_its_loop(caplog: pytest.LogCaptureFixture
 
 def test_under_a_flood_of_webhooks_the_first_delivery_thread_keeps_delivering_and_the_others_hold_back() -> None:
     intake = IntakeFirst(tau=0.01, max_defer=10.0)
-    release = threading.Event()
-    entered = threading.Event()
-
-    def busy_request(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        entered.set()
-        release.wait(10)
-        return []
-
-    request = threading.Thread(target=intake.wrap(busy_request), args=({}, lambda *a: None))
-    request.start()
-    assert entered.wait(5)
+    request, release = hold_request(intake)
     time.sleep(0.05)
     assert intake.saturated()
     box = FakeOutbox([make_job(job_id=i) for i in range(1, 7)])

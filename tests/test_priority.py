@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from receiver.priority import IntakeFirst
+from tests.helpers.intake import hold_request
 
 
 class Clock:
@@ -80,21 +81,6 @@ def test_a_calm_gate_lets_delivery_through_at_once() -> None:
     started = time.monotonic()
     assert gate.wait() is True
     assert time.monotonic() - started < 0.05
-
-
-def hold_request(gate: IntakeFirst) -> tuple[threading.Thread, threading.Event]:
-    """Start a request that stays in flight until the returned event is set."""
-    entered, release = threading.Event(), threading.Event()
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        entered.set()
-        release.wait(10)
-        return []
-
-    thread = threading.Thread(target=gate.wrap(app), args=({}, lambda *a: None))
-    thread.start()
-    assert entered.wait(5)
-    return thread, release
 
 
 def test_under_saturation_delivery_waits_at_most_max_defer() -> None:
