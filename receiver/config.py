@@ -43,9 +43,6 @@ REGIONS: dict[str, str] = {
     "ap-northeast-3": "apne3.pure.cloud",
 }
 
-#: Request threads per gunicorn worker (`receiver serve`).
-REQUEST_THREADS = 4
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

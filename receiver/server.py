@@ -10,10 +10,13 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from .config import REQUEST_THREADS, Settings
+from .config import Settings
 from .logs import logging_config
 
 log = logging.getLogger("receiver.server")
+
+#: Request threads per gunicorn worker.
+REQUEST_THREADS = 4
 
 # The access line's message (wrapped in the same JSON formatter): never headers, query strings or bodies.
 ACCESS_LOG_FORMAT = "%(m)s %(U)s %(s)s %(B)sB %(M)sms from %(h)s"
