@@ -1,9 +1,9 @@
-"""The app factory: load mapping and outbox once, register the views, start the embedded dispatcher."""
+"""The app factory: load mapping and outbox once, register the views, start the embedded delivery."""
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from flask import Flask
 
@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("receiver")
 
 
-def create_app(settings: Settings | None = None, *, outbox: Outbox | None = None) -> Flask:
+#: How the embedded delivery runs: threads in this process (any WSGI server), or a child process per
+#: process (`receiver serve`: receiver.delivery_process), which keeps delivery off the request threads' GIL.
+EmbeddedDelivery = Literal["threads", "process"]
+
+
+def create_app(
+    settings: Settings | None = None, *, outbox: Outbox | None = None, delivery: EmbeddedDelivery = "threads"
+) -> Flask:
     """Build the receiver: load the mapping and outbox once, register the views, start delivery."""
     if settings is None:
         from .logs import configure_logging
@@ -42,14 +49,19 @@ def create_app(settings: Settings | None = None, *, outbox: Outbox | None = None
     from . import views
 
     views.init_app(app)
-    if settings.embedded_worker:
+    if settings.embedded_worker and delivery == "process":
+        from .delivery_process import DeliveryProcess
+
+        rt.dispatcher = DeliveryProcess().start()
+    elif settings.embedded_worker:
         rt.intake = IntakeFirst()  # delivery holds back while webhooks arrive back to back
         app.wsgi_app = rt.intake.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
         rt.dispatcher = _start_dispatcher(rt, rt.intake)
     log.info(
         "receiver ready",
         extra={"mapping_version": mapping.version, "routes": len(mapping.routes), "dry_run": settings.dry_run,
-               "embedded_worker": settings.embedded_worker, "outbox": settings.database_url.split(":", 1)[0]},
+               "embedded_worker": settings.embedded_worker, "delivery": delivery if settings.embedded_worker else None,
+               "outbox": settings.database_url.split(":", 1)[0]},
     )
     return app
 

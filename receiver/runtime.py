@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .config import Settings
 from .errors import ReceiverError
@@ -14,10 +14,19 @@ from .outbox import Outbox
 from .route import Mapping
 
 if TYPE_CHECKING:
-    from .deliver import Dispatcher
     from .priority import IntakeFirst
 
 log = logging.getLogger("receiver.runtime")
+
+
+class Delivery(Protocol):
+    """The embedded delivery: a Dispatcher's threads in this process, or a DeliveryProcess (`serve`)."""
+
+    def wake(self) -> None:
+        """Look for due jobs now (called after an enqueue)."""
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Finish the calls in flight, give back claimed jobs; return whether it stopped cleanly."""
 
 
 @dataclass
@@ -28,8 +37,8 @@ class Runtime:
     mapping: Mapping
     outbox: Outbox
     metrics: Metrics
-    dispatcher: Dispatcher | None = None
-    intake: IntakeFirst | None = None  # counts requests in flight for the embedded dispatcher
+    dispatcher: Delivery | None = None
+    intake: IntakeFirst | None = None  # counts requests in flight for an embedded Dispatcher in this process
     _gauges_at: float = field(default=0.0, repr=False)
 
     def wake_dispatcher(self) -> None:

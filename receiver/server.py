@@ -111,14 +111,14 @@ class _Application(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         import sys
 
-        from . import create_app
+        from .app import create_app
         from .logs import configure_logging
 
-        # Request threads and delivery threads share one GIL: switching every 1 ms instead of 5 ms
-        # keeps a short webhook acknowledgement from queueing behind a delivery (bench: ack p99).
+        # Set when delivery threads shared the worker's GIL (docs/BENCHMARKS.md, section 3); kept since
+        # delivery moved to its own process: 1 ms and the default 5 ms measured the same for intake.
         sys.setswitchinterval(0.001)
         configure_logging(self._settings.log_level)
-        return create_app(self._settings)
+        return create_app(self._settings, delivery="process")
 
 
 def serve(settings: Settings) -> None:

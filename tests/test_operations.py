@@ -346,10 +346,12 @@ def test_sigterm_finishes_in_flight_calls_and_gives_back_claimed_jobs(
     receiver = ReceiverProcess(tmp_path, sandbox_url=platform.url, mapping=mapping, workers=2, env=env).start()
     runs = [f"run-stop-{i}" for i in range(12)]
     try:
+        # Each worker's delivery process starts after the worker is ready: wait for both.
+        wait_for(lambda: sum(line.get("message") == "dispatcher started" for line in receiver.log_lines()) == 2)
         for run in runs:
             body = hcp_run_body(run)
             assert post(receiver, body, hcp_headers(body)) == 202
-        # Both dispatchers (two threads each) have claimed batches and are waiting on the slow platform.
+        # Both dispatchers (four threads each) have claimed batches and are waiting on the slow platform.
         wait_for(lambda: sum(job["state"] == "in_flight" for job in outbox_jobs(receiver)) >= 6, timeout=10)
         time.sleep(0.3)  # the calls are on the wire
     finally:

@@ -233,8 +233,10 @@ class Bench:
         for pid in children(proc.pid):
             mem = memory_kb(pid)
             if mem:
+                delivery = [m for m in map(memory_kb, children(pid)) if m]  # its delivery process
                 workers.append({"pid": pid, "peak_rss_mb": round(mem["VmHWM"] * 1024 / 1e6, 1),
-                                "rss_mb": round(mem["VmRSS"] * 1024 / 1e6, 1)})
+                                "rss_mb": round(mem["VmRSS"] * 1024 / 1e6, 1),
+                                "delivery_peak_rss_mb": [round(m["VmHWM"] * 1024 / 1e6, 1) for m in delivery]})
         self.memory[phase] = workers
 
     # Helpers
@@ -578,6 +580,9 @@ def markdown(r: dict[str, Any]) -> str:
         "| peak RSS per gunicorn worker (VmHWM) | "
         + "; ".join(f"{ph}: " + ", ".join(f"{w['peak_rss_mb']:g} MB" for w in ws) for ph, ws in
                     r["memory"]["phases"].items())
+        + "; the workers' delivery processes: "
+        + ", ".join(f"{mb:g} MB" for ws in r["memory"]["phases"].values() for w in ws
+                    for mb in w.get("delivery_peak_rss_mb", []))
         + f"; standalone `receiver worker`: {pc['worker_peak_rss_mb']:g} MB |"
     )
     return "\n".join(lines) + "\n"
