@@ -10,8 +10,8 @@ if TYPE_CHECKING:
 __all__ = ["create_app"]
 
 
-def create_app(settings: Any = None, *, outbox: Any = None) -> Flask:
+def create_app(settings: Any = None, *, outbox: Any = None, delivery: Any = "threads") -> Flask:
     """Build the receiver app (see receiver.app.create_app); imported lazily to keep the CLI light."""
     from .app import create_app as _create_app
 
-    return _create_app(settings, outbox=outbox)
+    return _create_app(settings, outbox=outbox, delivery=delivery)

@@ -21,8 +21,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("receiver")
 
 
-#: How the embedded delivery runs: threads in this process (any WSGI server), or a child process per
-#: process (`receiver serve`: receiver.delivery_process), which keeps delivery off the request threads' GIL.
+#: How the embedded delivery runs: threads in this process (any WSGI server), or a child process
+#: (`receiver serve`: receiver.delivery_process), which keeps delivery off the request threads' GIL.
+#: The child reads its settings from the environment, like `receiver worker`: use it only with settings
+#: that came from there too (Settings.from_env(), as `serve` does).
 EmbeddedDelivery = Literal["threads", "process"]
 
 
@@ -52,7 +54,10 @@ def create_app(
     if settings.embedded_worker and delivery == "process":
         from .delivery_process import DeliveryProcess
 
-        rt.dispatcher = DeliveryProcess().start()
+        process = DeliveryProcess().start()
+        rt.intake = IntakeFirst(on_saturated=process.hold)  # the child holds back while webhooks flood in
+        app.wsgi_app = rt.intake.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
+        rt.dispatcher = process
     elif settings.embedded_worker:
         rt.intake = IntakeFirst()  # delivery holds back while webhooks arrive back to back
         app.wsgi_app = rt.intake.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]

@@ -57,7 +57,7 @@ from .priority import LEAD_MAX_DEFER_SECONDS
 
 if TYPE_CHECKING:
     from .metrics import Metrics
-    from .priority import IntakeFirst
+    from .priority import IntakeGate
 
 log = logging.getLogger("receiver.deliver")
 
@@ -352,7 +352,7 @@ class Dispatcher:
         now_fn: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
-        intake: IntakeFirst | None = None,
+        intake: IntakeGate | None = None,
     ) -> None:
         self.outbox = outbox
         self.client = client

@@ -4,9 +4,10 @@ Delivery threads inside a gunicorn worker share its GIL with the request threads
 call (about 2 ms of Python in `requests`, the outbox and the audit log) delays the webhooks arriving
 meanwhile (docs/BENCHMARKS.md, section 8). So each worker starts its dispatcher in a child process
 instead (`python -m receiver.delivery_process`, the same Dispatcher with the same settings, read from
-the same environment) and wakes it through the child's stdin after every enqueue. The child runs
-NICENESS steps below the worker, so under a flood the kernel gives the CPU to intake first, and
-delivery catches up as soon as it ebbs.
+the same environment) and writes to the child's stdin: WAKE after every enqueue, HOLD while its
+intake is saturated (receiver.priority: the child's delivery threads then hold back, as they did in
+the worker). The child also runs NICENESS steps below the worker, so the kernel gives a short CPU to
+intake first.
 
 The child stops, finishing the calls in flight and giving back the jobs it claimed, on SIGTERM or
 SIGINT or when its stdin closes: the worker stopped it, or died (even by SIGKILL). If the child
@@ -36,8 +37,9 @@ RESTART_MAX = 30.0
 RESTART_RESET_AFTER = 60.0
 #: How long stop() waits, beyond the time given for the calls in flight, for the child to exit.
 EXIT_SECONDS = 3.0
-#: What the worker writes to wake the child (any byte would do).
-_WAKE = b"w"
+#: What the worker writes to the child: look for due jobs now; intake is saturated, hold back.
+WAKE = b"w"
+HOLD = b"h"
 
 
 class DeliveryProcess:
@@ -66,12 +68,19 @@ class DeliveryProcess:
 
     def wake(self) -> None:
         """Make the child look for due jobs now; never blocks (a full pipe already holds a wake)."""
+        self._send(WAKE)
+
+    def hold(self) -> None:
+        """Tell the child that intake is saturated: its delivery threads hold back for a moment."""
+        self._send(HOLD)
+
+    def _send(self, message: bytes) -> None:
         with self._lock:
             if self._stdin is None:
                 return
             try:
-                os.write(self._stdin.fileno(), _WAKE)
-            except BlockingIOError:
+                os.write(self._stdin.fileno(), message)
+            except BlockingIOError:  # a full pipe: the child has plenty to read already
                 pass
             except OSError:  # the child is gone: the monitor starts a new one, which looks for due jobs
                 pass
@@ -140,13 +149,14 @@ class DeliveryProcess:
 
 
 def main() -> int:
-    """The child: deliver until SIGTERM, SIGINT or the end of stdin; wake on every byte read."""
+    """The child: deliver until SIGTERM, SIGINT or the end of stdin; act on each WAKE and HOLD read."""
     from .config import Settings
     from .deliver import Dispatcher, owner_id
     from .logs import configure_logging
     from .metrics import create_metrics
     from .outbox import open_outbox
     from .platform import PlatformClient
+    from .priority import HeldIntake
 
     settings = Settings.from_env()
     configure_logging(settings.log_level)
@@ -155,8 +165,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     outbox = open_outbox(settings.database_url)
-    dispatcher = Dispatcher(outbox, PlatformClient(settings), settings, owner=owner_id(), metrics=create_metrics())
-    threading.Thread(target=_read_wakes, args=(dispatcher.wake, stop), name="pipedial-wakes", daemon=True).start()
+    intake = HeldIntake()
+    dispatcher = Dispatcher(outbox, PlatformClient(settings), settings, owner=owner_id(), metrics=create_metrics(),
+                            intake=intake)
+    threading.Thread(target=_read_stdin, args=(dispatcher.wake, intake.hold, stop), name="pipedial-stdin",
+                     daemon=True).start()
     dispatcher.start()
     try:
         while not stop.wait(1.0):
@@ -170,8 +183,8 @@ def main() -> int:
         _forget_metrics()
 
 
-def _read_wakes(wake: Callable[[], None], stop: threading.Event) -> None:
-    """Wake the dispatcher for every read from stdin; the end of stdin means the worker is gone."""
+def _read_stdin(wake: Callable[[], None], hold: Callable[[], None], stop: threading.Event) -> None:
+    """Act on what the worker writes; the end of stdin means the worker stopped us or is gone."""
     while True:
         try:
             data = os.read(0, 4096)
@@ -182,7 +195,10 @@ def _read_wakes(wake: Callable[[], None], stop: threading.Event) -> None:
         if not data:
             stop.set()
             return
-        wake()
+        if HOLD in data:
+            hold()
+        if WAKE in data:
+            wake()
 
 
 def _forget_metrics() -> None:

@@ -9,6 +9,10 @@ average, over about `tau` seconds, of the share of time at least one was in flig
 waits before it claims jobs or starts a call, at most its `max_defer`, so delivery never stops. At
 ordinary rates the worker is idle between webhooks, the average stays low and nothing waits; after a
 flood it falls below the threshold within about `tau`.
+
+Under `receiver serve` delivery runs in a child process of the worker (receiver.delivery_process):
+the worker's IntakeFirst then tells the child, every NOTIFY_EVERY while saturated (`on_saturated`),
+and the child's HeldIntake holds its delivery threads back until HOLD_SECONDS after the last word.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 #: Longest a delivery thread waits for intake to calm down before it starts a call anyway, in seconds.
 MAX_DEFER_SECONDS = 0.5
@@ -27,8 +31,19 @@ LEAD_MAX_DEFER_SECONDS = 0.05
 TAU_SECONDS = 0.1
 #: Share of recent time with a request in flight above which intake counts as saturated.
 THRESHOLD = 0.9
+#: How often, at most, a saturated IntakeFirst calls its `on_saturated` (tells its delivery process).
+NOTIFY_EVERY_SECONDS = TAU_SECONDS / 2
+#: How long a HeldIntake stays saturated after the last word from its worker: two missed words.
+HOLD_SECONDS = 2 * NOTIFY_EVERY_SECONDS
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class IntakeGate(Protocol):
+    """What a Dispatcher asks before it claims or calls: IntakeFirst, or HeldIntake in a child process."""
+
+    def wait(self, stopping: threading.Event | None = None, max_defer: float | None = None) -> bool:
+        """Wait while intake is saturated, at most `max_defer` seconds; return whether it calmed down."""
 
 
 class IntakeFirst:
@@ -41,11 +56,14 @@ class IntakeFirst:
         tau: float = TAU_SECONDS,
         threshold: float = THRESHOLD,
         clock: Callable[[], float] = time.monotonic,
+        on_saturated: Callable[[], None] | None = None,
     ) -> None:
         self.max_defer = max_defer
         self.tau = tau
         self.threshold = threshold
         self._clock = clock
+        self._on_saturated = on_saturated
+        self._notified_at = -math.inf
         self._in_flight = 0
         self._busy_share = 0.0  # moving average of "a request in flight", as of _busy_at
         self._busy_at = clock()
@@ -76,10 +94,17 @@ class IntakeFirst:
                 return app(environ, start_response)
             finally:
                 with self._cond:
-                    self._advance(self._clock())
+                    now = self._clock()
+                    self._advance(now)
                     self._in_flight -= 1
                     if not self._in_flight:  # idle: waiters re-plan
                         self._cond.notify_all()
+                    notify = self._on_saturated is not None and self._busy_share >= self.threshold and (
+                        now - self._notified_at >= NOTIFY_EVERY_SECONDS)
+                    if notify:
+                        self._notified_at = now
+                if notify and self._on_saturated is not None:
+                    self._on_saturated()
 
         return counted
 
@@ -109,3 +134,39 @@ class IntakeFirst:
         """Bring the busy share up to `now` before the number in flight changes (lock held)."""
         self._busy_share = self._share(now)
         self._busy_at = now
+
+
+class HeldIntake:
+    """Intake first in a delivery process: saturated until HOLD_SECONDS after the worker last said so."""
+
+    def __init__(
+        self, *, max_defer: float = MAX_DEFER_SECONDS, hold: float = HOLD_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_defer = max_defer
+        self.hold_seconds = hold
+        self._clock = clock
+        self._held_until = -math.inf
+        self._cond = threading.Condition(threading.Lock())
+
+    def hold(self) -> None:
+        """The worker's intake is saturated now."""
+        with self._cond:
+            self._held_until = self._clock() + self.hold_seconds
+
+    def saturated(self) -> bool:
+        """Return whether the worker said "saturated" less than HOLD_SECONDS ago."""
+        with self._cond:
+            return self._clock() < self._held_until
+
+    def wait(self, stopping: threading.Event | None = None, max_defer: float | None = None) -> bool:
+        """Wait while held, at most `max_defer` seconds; return whether the hold ran out."""
+        deadline = self._clock() + (self.max_defer if max_defer is None else max_defer)
+        with self._cond:
+            while True:
+                now = self._clock()
+                if now >= self._held_until:
+                    return True
+                if now >= deadline or (stopping is not None and stopping.is_set()):
+                    return False
+                self._cond.wait(max(0.0, min(deadline, self._held_until) - now))

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -24,6 +25,7 @@ from receiver import delivery_process
 from receiver.delivery_process import NICENESS, DeliveryProcess
 from receiver.model import Event, Target
 from receiver.outbox import Outbox, open_outbox
+from receiver.priority import LEAD_MAX_DEFER_SECONDS, MAX_DEFER_SECONDS
 from receiver.sandbox.server import SandboxServer
 from tests.helpers.receiver import wait_for
 from tests.helpers.sandbox import CLIENT_ID, CLIENT_SECRET, sandbox  # noqa: F401
@@ -100,6 +102,37 @@ def test_without_a_wake_the_child_waits_for_its_poll(outbox: Outbox) -> None:
         assert delivered(outbox) == 1  # the wake of the other test is what delivered at once
     finally:
         assert process.stop(timeout=10)
+
+
+def test_while_its_worker_says_intake_is_saturated_the_child_holds_back_but_delivers(outbox: Outbox) -> None:
+    process = DeliveryProcess().start()
+    saying = threading.Event()
+
+    def keep_saying_saturated() -> None:  # what the worker's IntakeFirst does under a flood
+        while not saying.wait(0.02):
+            process.hold()
+
+    speaker = threading.Thread(target=keep_saying_saturated)
+    try:
+        put(outbox, 0)
+        process.wake()
+        wait_for(lambda: delivered(outbox) == 1, timeout=20)
+        speaker.start()
+        time.sleep(0.1)
+        for n in range(1, 7):
+            put(outbox, n)
+        started = time.monotonic()
+        process.wake()
+        wait_for(lambda: delivered(outbox) == 7, timeout=20)  # held back, never stopped
+        held_for = time.monotonic() - started
+    finally:
+        saying.set()
+        if speaker.is_alive():
+            speaker.join(5)
+        assert process.stop(timeout=10)
+    # Unheld, four threads deliver six jobs at once. Held, the first thread waits LEAD_MAX_DEFER_SECONDS
+    # before its claim and before each call; the others wait MAX_DEFER_SECONDS before theirs.
+    assert held_for >= min(4 * LEAD_MAX_DEFER_SECONDS, MAX_DEFER_SECONDS)
 
 
 def test_the_child_runs_niceness_steps_below_its_worker(outbox: Outbox) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from receiver.priority import IntakeFirst
+from receiver.priority import NOTIFY_EVERY_SECONDS, HeldIntake, IntakeFirst
 from tests.helpers.intake import hold_request
 
 
@@ -134,3 +134,57 @@ def test_stopping_ends_the_wait() -> None:
     finally:
         release.set()
         thread.join(5)
+
+
+# --- across processes: the worker's IntakeFirst tells its delivery process, whose HeldIntake holds back
+
+
+def test_a_saturated_gate_says_so_at_most_every_notify_interval() -> None:
+    clock = Clock()
+    told: list[float] = []
+    gate = IntakeFirst(tau=0.1, threshold=0.9, clock=clock, on_saturated=lambda: told.append(clock.now))
+    requests_every(gate, clock, busy=0.002, idle=0.0, count=100)  # 0.2 s back to back: saturated after ~0.23 s
+    assert told == []
+    requests_every(gate, clock, busy=0.002, idle=0.0, count=200)  # 0.4 s more, saturated throughout
+    assert len(told) in (7, 8)
+    assert all(b - a >= NOTIFY_EVERY_SECONDS - 1e-9 for a, b in zip(told, told[1:], strict=False))
+    count = len(told)
+    requests_every(gate, clock, busy=0.004, idle=0.006, count=50)  # gaps: the share falls, nothing more is said
+    assert len(told) <= count + 1
+
+
+def test_a_calm_gate_never_says_saturated() -> None:
+    clock = Clock()
+    told: list[float] = []
+    gate = IntakeFirst(tau=0.1, threshold=0.9, clock=clock, on_saturated=lambda: told.append(clock.now))
+    requests_every(gate, clock, busy=0.004, idle=0.006, count=200)
+    assert told == []
+
+
+def test_a_held_intake_is_saturated_until_hold_seconds_after_the_last_word() -> None:
+    clock = Clock()
+    held = HeldIntake(hold=0.1, clock=clock)
+    assert not held.saturated() and held.wait() is True
+    held.hold()
+    clock.now += 0.099
+    assert held.saturated()
+    held.hold()  # a new word starts the hold afresh
+    clock.now += 0.099
+    assert held.saturated()
+    clock.now += 0.002
+    assert not held.saturated() and held.wait() is True
+
+
+def test_a_held_intake_lets_delivery_wait_at_most_max_defer_and_resumes_when_the_hold_ends() -> None:
+    held = HeldIntake(hold=0.3, max_defer=0.1)
+    held.hold()
+    started = time.monotonic()
+    assert held.wait() is False  # still held after max_defer: go anyway
+    assert 0.09 <= time.monotonic() - started < 0.25
+    started = time.monotonic()
+    assert held.wait(max_defer=5.0) is True  # the hold runs out (0.3 s after the word) before 5 s
+    assert 0.1 <= time.monotonic() - started < 0.5
+    held.hold()
+    stopping = threading.Event()
+    stopping.set()
+    assert held.wait(stopping, max_defer=5.0) is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ from flask.testing import FlaskClient
 
 from receiver import create_app
 from receiver.config import Settings
+from receiver.delivery_process import DeliveryProcess
 from receiver.errors import OutboxUnavailableError
 from receiver.outbox import open_outbox
-from tests.helpers.receiver import HCP_SECRET, hcp_headers, hcp_run_body
+from tests.helpers.receiver import HCP_SECRET, hcp_headers, hcp_run_body, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "webhooks"
 REPO = Path(__file__).resolve().parent.parent
@@ -255,6 +257,36 @@ def test_with_the_embedded_dispatcher_requests_are_counted_for_its_intake_gate(s
         assert rt.dispatcher._intake is rt.intake
     finally:
         rt.close()
+
+
+def test_with_a_delivery_process_a_webhook_wakes_it_and_saturation_is_passed_on_to_it(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The child reads its settings from the environment, as `receiver serve`'s do: the same ones here.
+    monkeypatch.setenv("RECEIVER_MAPPING", str(settings.mapping_path))
+    monkeypatch.setenv("RECEIVER_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("RECEIVER_DRY_RUN", "1")
+    monkeypatch.setenv("RECEIVER_POLL_INTERVAL", "30")
+    app = create_app(settings.replace(embedded_worker=True, dry_run=True), delivery="process")
+    rt = app.extensions["pipedial"]
+    try:
+        assert isinstance(rt.dispatcher, DeliveryProcess) and rt.dispatcher.pid is not None
+        assert rt.intake is not None and rt.intake._on_saturated == rt.dispatcher.hold
+        client = app.test_client()
+        box = open_outbox(settings.database_url)
+        try:
+            for n in (1, 2):  # the first finds the child starting; the second, idle for up to 30 s
+                body = hcp_run_body(f"run-woken-{n}")
+                assert client.post("/hooks/hcp-terraform", data=body, headers=hcp_headers(body)).status_code == 202
+                woken = time.monotonic()
+                wait_for(lambda n=n: box.counts()["delivered"] == n, timeout=20)  # dry run: recorded, not called
+                time.sleep(0.3)
+            assert time.monotonic() - woken < 5
+        finally:
+            box.close()
+    finally:
+        rt.close()
+    assert rt.dispatcher is None
 
 
 def test_without_the_embedded_dispatcher_there_is_no_gate(app: Flask) -> None:

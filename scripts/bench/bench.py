@@ -163,6 +163,18 @@ def load_context(tmp: Path) -> dict[str, Any]:
     return {"loadavg_1m": round(os.getloadavg()[0], 2), "commit_ms": summary_ms(times)}
 
 
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters, in ticks: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        return [int(x) for x in stat.readline().split()[1:9]]
+
+
+def steal_share(before: list[int], after: list[int]) -> float:
+    """The share of CPU time the hypervisor gave to other guests between two cpu_times() readings."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return round(spent[7] / sum(spent), 4) if sum(spent) else 0.0
+
+
 class Bench:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
@@ -288,11 +300,13 @@ class Bench:
         self.wrk(ceiling_port, warm, p.wrk_warmup_s)
         self.wrk(pipedial_port, warm, p.wrk_warmup_s)
         self.wait_delivered(db, sum(self.job_counts(db).values()), p.drain_timeout_s)
-        ceiling_runs, pipedial_runs, drains = [], [], []
+        ceiling_runs, pipedial_runs, drains, steal = [], [], [], []
         for i, pool in enumerate(pools):
             log(f"intake: round {i + 1}/{p.wrk_rounds}: ceiling, then pipedial, {p.wrk_seconds}s each")
+            ticks = cpu_times()
             ceiling_runs.append(self.wrk(ceiling_port, pool, p.wrk_seconds))
             pipedial_runs.append(self.wrk(pipedial_port, pool, p.wrk_seconds))
+            steal.append(steal_share(ticks, cpu_times()))
             # Deliver the backlog before the next ceiling run, so pipedial's dispatchers do not slow it down.
             counts, drained = self.wait_delivered(db, sum(self.job_counts(db).values()), p.drain_timeout_s)
             drains.append(drained)
@@ -309,6 +323,7 @@ class Bench:
                        "pipedial_rps": [r["rps_2xx"] for r in pipedial_runs]},
             "backlog_drain_seconds": drains,
             "jobs_after": counts,
+            "cpu_steal_share": steal,  # per round (ceiling and pipedial)
         }
 
     def phase_latency(self, sandbox_url: str) -> None:
@@ -324,8 +339,10 @@ class Bench:
                           p.light_rate, p.loadgen_connections)
         self.wait_delivered(db, sum(self.job_counts(db).values()), p.drain_timeout_s)
         log(f"latency: {p.rate:g} req/s open loop for {p.rate_seconds:g}s")
+        ticks = cpu_times()
         samples = open_loop(HOST, port, deliveries("rate", int(p.rate * p.rate_seconds), SECRET), p.rate,
                             p.loadgen_connections)
+        steal = steal_share(ticks, cpu_times())
         counts, drain = self.wait_delivered(db, sum(self.job_counts(db).values()), p.drain_timeout_s)
         self.snapshot_memory("latency", proc)
         journal = requests.get(f"{sandbox_url}/sandbox/journal", timeout=60).json()
@@ -344,6 +361,7 @@ class Bench:
             "ms": summary_ms([s.latency for s in samples]),
             "service_ms": summary_ms([s.done - s.sent for s in samples]),
             "light_load_ms": summary_ms([s.latency for s in light]),
+            "cpu_steal_share": steal,
         }
         self.results["e2e"] = {**self.e2e(samples, journal), "jobs": counts, "drain_seconds_after_load": drain,
                                "light_load": {"rate": p.light_rate, **self.e2e(light, journal)}}
@@ -565,6 +583,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"200 duplicate: {i['pipedial']['status_200']}, other: {i['pipedial']['status_other']}) |",
         f"| backlog left by each pipedial round, delivered in | "
         f"{', '.join(f'{x:g}' for x in i['backlog_drain_seconds'])} s |",
+        f"| CPU time taken by the host (steal) in each intake round; in the {a['rate']:g} req/s window | "
+        f"{', '.join(f'{x:.1%}' for x in i['cpu_steal_share'])}; {a['cpu_steal_share']:.1%} |",
         f"| ack latency at {a['rate']:g} req/s: p50 / p95 / p99 / max | {_ms(a['ms'])} ({a['requests']} requests, "
         f"statuses {a['statuses']}) |",
         f"| ack latency at {e['light_load']['rate']:g} req/s: p50 / p95 / p99 / max | {_ms(a['light_load_ms'])} |",
