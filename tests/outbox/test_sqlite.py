@@ -170,3 +170,124 @@ def test_a_durable_write_commits_an_open_lease_batch_first_and_never_joins_it(tm
     levels = [s for s in statements if s.startswith("PRAGMA synchronous") or s.startswith(("BEGIN", "COMMIT"))]
     assert levels == ["PRAGMA synchronous = NORMAL", "BEGIN IMMEDIATE", "COMMIT",
                       "PRAGMA synchronous = FULL", "BEGIN IMMEDIATE", "COMMIT"]
+
+
+# --- group commit: the write transactions of one process's threads share one BEGIN ... COMMIT
+
+
+def scratch(box: SqliteOutbox) -> None:
+    """A table t for the tests' own rows, and a row in c that breaks a deferred foreign key."""
+    with box._writer.transaction() as tx:
+        tx.rows("CREATE TABLE t (x INTEGER)")
+        tx.rows("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        tx.rows("CREATE TABLE c (pid INTEGER REFERENCES p (id) DEFERRABLE INITIALLY DEFERRED)")
+
+
+def rows_of_t(box: SqliteOutbox) -> list[int]:
+    with closing(sqlite3.connect(box.path)) as conn:
+        return sorted(x for (x,) in conn.execute("SELECT x FROM t"))
+
+
+def insert(box: SqliteOutbox, x: int, *, fail: bool = False, hold: threading.Event | None = None,
+           errors: dict[int, BaseException] | None = None) -> None:
+    """One write transaction: insert x into t, then wait for `hold`, then raise if `fail`."""
+    try:
+        with box._writer.transaction() as tx:
+            tx.rows("INSERT INTO t (x) VALUES (%s)", (x,))
+            if hold is not None:
+                assert hold.wait(5)
+            if fail:
+                raise ValueError(f"writer {x} failed")
+    except BaseException as exc:  # noqa: BLE001 - the test looks at what each writer got
+        if errors is None:
+            raise
+        errors[x] = exc
+
+
+def batch_of(box: SqliteOutbox, writers: list[dict[str, Any]]) -> tuple[dict[int, BaseException], list[str]]:
+    """Run writers[0] holding the turn while the others queue, so that all share one batch."""
+    statements = traced(box)
+    errors: dict[int, BaseException] = {}
+    hold = threading.Event()
+    first = threading.Thread(target=insert, args=(box, writers[0]["x"]),
+                             kwargs={"fail": writers[0].get("fail", False), "hold": hold, "errors": errors})
+    first.start()
+    while box._writer._batch is None:
+        time.sleep(0.001)
+    others = [threading.Thread(target=insert, args=(box, w["x"]),
+                               kwargs={"fail": w.get("fail", False), "errors": errors}) for w in writers[1:]]
+    for thread in others:
+        thread.start()
+    while box._writer._waiting < len(others):
+        time.sleep(0.001)
+    hold.set()
+    for thread in [first, *others]:
+        thread.join(5)
+    return errors, statements
+
+
+def test_a_failing_writer_alone_leaves_nothing_and_the_next_write_works(tmp_path: Path) -> None:
+    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    assert isinstance(box, SqliteOutbox)
+    try:
+        scratch(box)
+        with pytest.raises(ValueError, match="writer 1 failed"):
+            insert(box, 1, fail=True)
+        insert(box, 2)
+        assert rows_of_t(box) == [2]
+    finally:
+        box.close()
+
+
+@pytest.mark.parametrize("failing", [0, 1, 2], ids=["first", "second", "last"])
+def test_a_failing_writer_in_a_batch_undoes_only_its_own_statements(tmp_path: Path, failing: int) -> None:
+    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    assert isinstance(box, SqliteOutbox)
+    try:
+        scratch(box)
+        writers = [{"x": x, "fail": i == failing} for i, x in enumerate((10, 20, 30))]
+        errors, statements = batch_of(box, writers)
+        assert statements.count("BEGIN IMMEDIATE") == 1 and statements.count("COMMIT") == 1  # one batch
+        failed = writers[failing]["x"]
+        assert set(errors) == {failed} and isinstance(errors[failed], ValueError)
+        assert rows_of_t(box) == sorted({10, 20, 30} - {failed})
+    finally:
+        box.close()
+
+
+def test_a_failed_commit_fails_every_writer_of_the_batch(tmp_path: Path) -> None:
+    box = open_outbox(f"sqlite:///{tmp_path / 'outbox.db'}")
+    assert isinstance(box, SqliteOutbox)
+    try:
+        scratch(box)
+        statements = traced(box)
+        errors: dict[int, BaseException] = {}
+        hold = threading.Event()
+
+        def breaks_the_commit() -> None:
+            try:
+                with box._writer.transaction() as tx:
+                    tx.rows("INSERT INTO c (pid) VALUES (99)")  # no parent 99: refused at COMMIT
+                    assert hold.wait(5)
+            except BaseException as exc:  # noqa: BLE001
+                errors[99] = exc
+
+        first = threading.Thread(target=breaks_the_commit)
+        first.start()
+        while box._writer._batch is None:
+            time.sleep(0.001)
+        second = threading.Thread(target=insert, args=(box, 1), kwargs={"errors": errors})
+        second.start()
+        while box._writer._waiting < 1:
+            time.sleep(0.001)
+        hold.set()
+        first.join(5)
+        second.join(5)
+        assert statements.count("BEGIN IMMEDIATE") == 1
+        assert set(errors) == {1, 99}
+        assert all(isinstance(e, sqlite3.OperationalError) and "commit failed" in str(e) for e in errors.values())
+        assert rows_of_t(box) == []
+        insert(box, 2)  # the writer recovers
+        assert rows_of_t(box) == [2]
+    finally:
+        box.close()
