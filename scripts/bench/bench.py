@@ -515,6 +515,7 @@ def machine() -> dict[str, Any]:
 def settings(p: Plan) -> dict[str, Any]:
     from receiver.config import Settings
     from receiver.deliver import Dispatcher
+    from receiver.delivery_process import NICENESS
     from receiver.server import gunicorn_options
 
     opts = gunicorn_options(Settings(workers=p.workers))
@@ -526,7 +527,7 @@ def settings(p: Plan) -> dict[str, Any]:
         "bind": "127.0.0.1:<free port>",
         "receiver": {"outbox": "sqlite (WAL, synchronous=FULL) in a temp dir", "poll_interval": d.poll_interval,
                      "lease_seconds": d.lease_seconds, "log_level": d.log_level,
-                     "dispatcher_threads": threads},
+                     "dispatcher_threads": threads, "delivery_process_niceness": NICENESS},
         "mapping": "examples/mapping.yaml (route hcp-run-problem: trigger)",
     }
 
@@ -556,7 +557,8 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         f"Settings: gunicorn {g['worker_class']}, {g['workers']} workers x {g['threads']} threads, keep-alive "
         f"{g['keepalive']} s, bind 127.0.0.1, the same for the ceiling app; SQLite outbox (WAL, synchronous=FULL); "
-        f"embedded dispatchers ({s['receiver']['dispatcher_threads']} threads per worker), poll "
+        f"embedded delivery: a child process per worker ({s['receiver']['dispatcher_threads']} threads, nice "
+        f"+{s['receiver'].get('delivery_process_niceness', 10)}), poll "
         f"{s['receiver']['poll_interval']:g} s; JSON logs at INFO "
         f"to a file. Intake: wrk -t{p['wrk_threads']} -c{p['wrk_connections']}, {p['wrk_rounds']} rounds of "
         f"{p['wrk_seconds']} s on the ceiling then on pipedial (both running; pipedial's backlog delivered between "
