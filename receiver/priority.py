@@ -11,7 +11,7 @@ ordinary rates the worker is idle between webhooks, the average stays low and no
 flood it falls below the threshold within about `tau`.
 
 Under `receiver serve` delivery runs in a child process of the worker (receiver.delivery_process):
-the worker's IntakeFirst then tells the child, every NOTIFY_EVERY while saturated (`on_saturated`),
+the worker's IntakeFirst tells the child, at most every NOTIFY_EVERY_SECONDS while saturated (`on_saturated`),
 and the child's HeldIntake holds its delivery threads back until HOLD_SECONDS after the last word.
 """
 
@@ -99,8 +99,8 @@ class IntakeFirst:
                     self._in_flight -= 1
                     if not self._in_flight:  # idle: waiters re-plan
                         self._cond.notify_all()
-                    notify = self._on_saturated is not None and self._busy_share >= self.threshold and (
-                        now - self._notified_at >= NOTIFY_EVERY_SECONDS)
+                    notify = (self._on_saturated is not None and self._busy_share >= self.threshold
+                              and now - self._notified_at >= NOTIFY_EVERY_SECONDS)
                     if notify:
                         self._notified_at = now
                 if notify and self._on_saturated is not None:

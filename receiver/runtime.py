@@ -31,14 +31,14 @@ class Delivery(Protocol):
 
 @dataclass
 class Runtime:
-    """Settings, mapping, outbox, metrics and the embedded dispatcher of one process."""
+    """Settings, mapping, outbox, metrics and the embedded delivery of one process."""
 
     settings: Settings
     mapping: Mapping
     outbox: Outbox
     metrics: Metrics
     dispatcher: Delivery | None = None
-    intake: IntakeFirst | None = None  # counts requests in flight for an embedded Dispatcher in this process
+    intake: IntakeFirst | None = None  # counts requests in flight; the embedded delivery yields to a flood
     _gauges_at: float = field(default=0.0, repr=False)
 
     def wake_dispatcher(self) -> None:
