@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -333,6 +335,48 @@ def test_readyz_and_intake_answer_503_while_postgres_is_unreachable_then_recover
     refused = [line for line in lines if line.get("outcome") == "rejected" and line.get("status_code") == 503]
     assert refused and refused[0]["error"] == "outbox_unavailable"
     print(f"outage {outage:.1f}s; ready again {recovered_in:.1f}s after PostgreSQL came back")
+
+
+# --- the delivery process
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_each_worker_delivers_through_a_child_process_that_is_replaced_when_killed(
+    tmp_path: Path, platform: SandboxServer, mapping: Path
+) -> None:
+    receiver = ReceiverProcess(tmp_path, sandbox_url=platform.url, mapping=mapping, env=UNPACED).start()
+    assert receiver.proc is not None
+    try:
+        (worker,) = wait_for(lambda: children(receiver.proc.pid) or None)
+        (first,) = wait_for(lambda: children(worker) or None)  # python -m receiver.delivery_process
+        assert "receiver.delivery_process" in Path(f"/proc/{first}/cmdline").read_text()
+        body = hcp_run_body("run-before-kill")
+        assert post(receiver, body, hcp_headers(body)) == 202
+        wait_for(lambda: len(journal(platform)) == 1)
+        os.kill(first, signal.SIGKILL)
+        (second,) = wait_for(lambda: [pid for pid in children(worker) if pid != first] or None, timeout=15)
+        body = hcp_run_body("run-after-kill")
+        assert post(receiver, body, hcp_headers(body)) == 202
+        wait_for(lambda: len(journal(platform)) == 2)
+    finally:
+        assert receiver.stop() == 0
+    assert not Path(f"/proc/{second}").exists() or "\nState:\tZ" in Path(f"/proc/{second}/status").read_text()
+    lines = receiver.log_lines()
+    died = [line for line in lines if line.get("message") == "delivery process exited; starting a new one"]
+    assert len(died) == 1 and died[0]["pid"] == first and died[0]["returncode"] == -9
+    assert sum(line.get("message") == "delivery process stopped" and line.get("clean") for line in lines) == 1
 
 
 # --- graceful shutdown
