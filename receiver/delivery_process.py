@@ -6,8 +6,8 @@ meanwhile (docs/BENCHMARKS.md, section 8). So each worker starts its dispatcher 
 instead (`python -m receiver.delivery_process`, the same Dispatcher with the same settings, read from
 the same environment) and writes to the child's stdin: WAKE after every enqueue, HOLD while its
 intake is saturated (receiver.priority: the child's delivery threads then hold back, as they did in
-the worker). The child also runs NICENESS steps below the worker, so the kernel gives a short CPU to
-intake first.
+the worker). The child also runs NICENESS steps below the worker, so that when the CPU is short the
+kernel gives it to intake first.
 
 The child stops, finishing the calls in flight and giving back the jobs it claimed, on SIGTERM or
 SIGINT or when its stdin closes: the worker stopped it, or died (even by SIGKILL). If the child
