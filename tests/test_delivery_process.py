@@ -19,7 +19,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import requests
 
 from receiver import delivery_process
 from receiver.delivery_process import NICENESS, DeliveryProcess
@@ -28,7 +27,7 @@ from receiver.outbox import Outbox, open_outbox
 from receiver.priority import LEAD_MAX_DEFER_SECONDS, MAX_DEFER_SECONDS
 from receiver.sandbox.server import SandboxServer
 from tests.helpers.receiver import wait_for
-from tests.helpers.sandbox import CLIENT_ID, CLIENT_SECRET, sandbox  # noqa: F401
+from tests.helpers.sandbox import CLIENT_ID, CLIENT_SECRET, journal, sandbox  # noqa: F401
 
 EVENT = Event(source="hcp-terraform", kind="run:errored", state="failed", dedupe_key="change-0", delivery_id="d-0",
               organization="acme", workspace="prod-network", run_id="run-1", message="apply failed",
@@ -67,10 +66,6 @@ def put(box: Outbox, n: int) -> None:
 def delivered(box: Outbox) -> int:
     return box.counts()["delivered"]
 
-
-def journal(platform: SandboxServer) -> list[dict[str, object]]:
-    entries: list[dict[str, object]] = requests.get(f"{platform.url}/sandbox/journal", timeout=5).json()
-    return entries
 
 
 def test_a_wake_makes_the_child_deliver_at_once(outbox: Outbox, sandbox: SandboxServer) -> None:  # noqa: F811

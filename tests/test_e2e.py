@@ -10,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
 from receiver.sandbox.server import SandboxServer
 from tests.helpers.receiver import ReceiverProcess, hcp_headers, hcp_run_body, wait_for
-from tests.helpers.sandbox import sandbox_config
+from tests.helpers.sandbox import journal, sandbox_config
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +41,6 @@ def _platform() -> Iterator[SandboxServer]:
     yield server
     server.stop()
 
-
-def journal(platform: SandboxServer) -> list[dict[str, object]]:
-    entries: list[dict[str, object]] = requests.get(f"{platform.url}/sandbox/journal", timeout=5).json()
-    return entries
 
 
 def test_signed_notification_rings_once_even_when_posted_three_times(

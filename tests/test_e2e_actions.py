@@ -15,7 +15,7 @@ import requests
 
 from receiver.sandbox.server import SandboxServer
 from tests.helpers.receiver import REPO, ReceiverProcess, hcp_headers, hcp_run_body, wait_for
-from tests.helpers.sandbox import sandbox_config
+from tests.helpers.sandbox import journal, sandbox_config
 
 pytestmark = pytest.mark.slow
 
@@ -44,10 +44,6 @@ def _platform() -> Iterator[SandboxServer]:
     with SandboxServer(sandbox_config()) as server:
         yield server
 
-
-def journal(platform: SandboxServer) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = requests.get(f"{platform.url}/sandbox/journal", timeout=5).json()
-    return entries
 
 
 def patch(platform: SandboxServer, **state: Any) -> None:

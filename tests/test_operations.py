@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from receiver.sandbox.server import SandboxServer
 from tests.helpers.postgres import postgres_schema_url, postgres_url  # noqa: F401
 from tests.helpers.receiver import REPO, ReceiverProcess, free_port, hcp_headers, hcp_run_body, wait_for
-from tests.helpers.sandbox import sandbox_config
+from tests.helpers.sandbox import journal, sandbox_config
 
 pytestmark = pytest.mark.slow
 
@@ -65,10 +65,6 @@ def _mapping(tmp_path: Path) -> Path:
 def patch(platform: SandboxServer, **state: Any) -> None:
     requests.patch(f"{platform.url}/sandbox/state", json=state, timeout=5).raise_for_status()
 
-
-def journal(platform: SandboxServer) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = requests.get(f"{platform.url}/sandbox/journal", timeout=5).json()
-    return entries
 
 
 def outbox_jobs(receiver: ReceiverProcess) -> list[dict[str, Any]]:

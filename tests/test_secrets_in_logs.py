@@ -33,7 +33,7 @@ import requests
 
 from receiver.sandbox.server import SandboxServer
 from tests.helpers.receiver import REPO, ReceiverProcess, hcp_run_body, wait_for
-from tests.helpers.sandbox import CLIENT_SECRET, sandbox_config
+from tests.helpers.sandbox import CLIENT_SECRET, journal, sandbox_config
 
 pytestmark = pytest.mark.slow
 
@@ -125,10 +125,6 @@ def fixture(source: str, name: str) -> dict[str, Any]:
 def compact(payload: object) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
-
-def journal(url: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = requests.get(f"{url}/sandbox/journal", timeout=5).json()
-    return entries
 
 
 def test_no_secret_token_or_signature_is_ever_logged(

@@ -1,6 +1,7 @@
 """Sandbox platform helpers: `sandbox_config()`, the `sandbox` and `make_sandbox` fixtures, `get_token()`.
 
-Use them with `from tests.helpers.sandbox import sandbox, sandbox_config  # noqa: F401`.
+Use them with `from tests.helpers.sandbox import sandbox, sandbox_config  # noqa: F401`; `journal()`
+returns what a sandbox accepted.
 `sandbox_config()` is a plain function (call it, change the dict, pass it to `make_sandbox` or
 `SandboxServer`); `sandbox` and `make_sandbox` are pytest fixtures.
 """
@@ -30,6 +31,13 @@ def sandbox_config() -> dict[str, Any]:
     if _example is None:
         _example = load_config(EXAMPLE_CONFIG)
     return copy.deepcopy(_example)
+
+
+def journal(platform: SandboxServer | str) -> list[dict[str, Any]]:
+    """Return the sandbox's journal: every platform action it accepted, oldest first."""
+    url = platform if isinstance(platform, str) else platform.url
+    entries: list[dict[str, Any]] = requests.get(f"{url}/sandbox/journal", timeout=5).json()
+    return entries
 
 
 def get_token(url: str, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET) -> str:
