@@ -51,17 +51,17 @@ def create_app(
     from . import views
 
     views.init_app(app)
-    if settings.embedded_worker and delivery == "process":
-        from .delivery_process import DeliveryProcess
+    if settings.embedded_worker:  # delivery holds back while webhooks arrive back to back (receiver.priority)
+        if delivery == "process":
+            from .delivery_process import DeliveryProcess
 
-        process = DeliveryProcess().start()
-        rt.intake = IntakeFirst(on_saturated=process.hold)  # the child holds back while webhooks flood in
+            process = DeliveryProcess().start()
+            rt.intake = IntakeFirst(on_saturated=process.hold)  # the child is told, and holds back
+            rt.dispatcher = process
+        else:
+            rt.intake = IntakeFirst()
+            rt.dispatcher = _start_dispatcher(rt, rt.intake)
         app.wsgi_app = rt.intake.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
-        rt.dispatcher = process
-    elif settings.embedded_worker:
-        rt.intake = IntakeFirst()  # delivery holds back while webhooks arrive back to back
-        app.wsgi_app = rt.intake.wrap(app.wsgi_app)  # type: ignore[method-assign,assignment]
-        rt.dispatcher = _start_dispatcher(rt, rt.intake)
     log.info(
         "receiver ready",
         extra={"mapping_version": mapping.version, "routes": len(mapping.routes), "dry_run": settings.dry_run,
