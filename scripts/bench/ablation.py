@@ -18,10 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench  # noqa: E402
 from loadgen import deliveries, write_pool  # noqa: E402
 from procs import Proc, children, free_port, install_cleanup, stop_all  # noqa: E402
-
-import bench  # noqa: E402
 
 VARIANTS = {
     "pipedial": "",
