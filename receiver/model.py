@@ -189,3 +189,12 @@ class Enqueued:
     event_id: str
     duplicate: bool  # nothing new was stored: a redelivery or the same state change again
     jobs: list[StoredJob]
+
+
+@dataclass
+class Pruned:
+    """What one prune deleted."""
+
+    events: int = 0
+    jobs: int = 0
+    attempts: int = 0

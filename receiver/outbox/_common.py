@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from ..errors import OutboxUnavailableError
-from ..model import JOB_STATES, Attempt, Enqueued, Event, Job, StoredJob, Target
+from ..model import JOB_STATES, Attempt, Enqueued, Event, Job, Pruned, StoredJob, Target
 
 Row = dict[str, Any]
 
@@ -25,6 +25,10 @@ Row = dict[str, Any]
 COOLDOWN_STATES: tuple[str, ...] = ("pending", "in_flight", "delivered")
 #: States record() may set.
 RECORD_STATES: tuple[str, ...] = ("pending", "delivered", "dead")
+#: Job states prune() may delete: finished for good (a dead job waits for a replay or for a person).
+PRUNABLE_STATES: tuple[str, ...] = ("delivered", "suppressed", "stale")
+#: Events prune() deletes per write transaction: each stays short, so intake and delivery hardly wait.
+PRUNE_BATCH = 500
 #: How long ping() waits for a connection, in seconds.
 PING_TIMEOUT = 2.0
 
@@ -249,6 +253,20 @@ class SqlOutbox(ABC):
         with self._transaction(write=True) as tx:
             return len(tx.rows(f"UPDATE jobs SET {_REQUEUE} WHERE state = 'dead' RETURNING id", (now, now)))
 
+    def prune(self, *, before: float, batch: int = PRUNE_BATCH) -> Pruned:
+        """Delete the events received before `before` whose jobs are all finished for good and unchanged since.
+
+        With them go their jobs and attempts. An event keeps everything while any of its jobs is pending,
+        in flight or dead, or changed at or after `before` (a replay). Runs in transactions of `batch`
+        events, so intake and delivery wait for one short transaction at a time.
+        """
+        pruned = Pruned()
+        while True:
+            with self._transaction(write=True) as tx:
+                found = _prune_batch(tx, before, batch, pruned)
+            if found < batch:
+                return pruned
+
     def counts(self) -> dict[str, int]:
         """Return the number of jobs per state, every state of JOB_STATES included."""
         with self._transaction(write=False) as tx:
@@ -272,6 +290,36 @@ class SqlOutbox(ABC):
             )
         times = [row["t"] for row in rows if row["t"] is not None]
         return min(times) if times else None
+
+
+def _prune_batch(tx: Tx, before: float, batch: int, pruned: Pruned) -> int:
+    """Delete up to `batch` prunable events, their jobs and attempts (counted in `pruned`); return the events found.
+
+    The jobs are re-checked, and so locked, by an UPDATE before they are deleted: a replay running at the
+    same moment (PostgreSQL) either commits first, and its job and event stay, or waits for this transaction.
+    """
+    states = _marks(PRUNABLE_STATES)
+    events = [row["event_id"] for row in tx.rows(
+        "SELECT e.event_id FROM events e WHERE e.received_at < %s AND NOT EXISTS (SELECT 1 FROM jobs j"
+        f" WHERE j.event_id = e.event_id AND (j.state NOT IN ({states}) OR j.updated_at >= %s)) LIMIT %s",
+        (before, *PRUNABLE_STATES, before, batch),
+    )]
+    if not events:
+        return 0
+    jobs = [row["id"] for row in tx.rows(
+        f"UPDATE jobs SET updated_at = updated_at WHERE event_id IN ({_marks(events)}) AND state IN ({states})"
+        " AND updated_at < %s RETURNING id",
+        (*events, *PRUNABLE_STATES, before),
+    )]
+    if jobs:
+        pruned.attempts += len(tx.rows(f"DELETE FROM attempts WHERE job_id IN ({_marks(jobs)}) RETURNING job_id", jobs))
+        pruned.jobs += len(tx.rows(f"DELETE FROM jobs WHERE id IN ({_marks(jobs)}) RETURNING id", jobs))
+    pruned.events += len(tx.rows(
+        f"DELETE FROM events WHERE event_id IN ({_marks(events)})"
+        " AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.event_id = events.event_id) RETURNING event_id",
+        events,
+    ))
+    return len(events)
 
 
 def _redelivery(tx: Tx, event: Event, event_id: str, targets: Sequence[Target]) -> Enqueued:

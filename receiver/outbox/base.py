@@ -16,6 +16,9 @@ Semantics (both backends, one contract test suite):
 - record() appends the attempt to the job's history and sets its state (pending with
   next_attempt_at for a retry, delivered, dead with diagnosis); it returns False, changing
   nothing, when the caller no longer holds the lease.
+- prune() deletes events received before a time whose jobs are all delivered, suppressed or stale
+  and unchanged since, with their jobs and attempts; pending, in-flight and dead jobs and their
+  events are never deleted.
 - replay() and replay_dead() make finished jobs pending again and keep their history; they set
   replayed_attempts = attempts, so delivery grants a replayed job a fresh retry budget
   (max_attempts counts the attempts after the last replay).
@@ -26,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..model import Attempt, Enqueued, Event, Job, Target
+from ..model import Attempt, Enqueued, Event, Job, Pruned, Target
 
 
 class Outbox(Protocol):
@@ -79,6 +82,9 @@ class Outbox(Protocol):
 
     def replay_dead(self, *, now: float) -> int:
         """Make every dead job pending again with a fresh retry budget; return how many."""
+
+    def prune(self, *, before: float, batch: int = ...) -> Pruned:
+        """Delete events received before `before` whose jobs are all delivered, suppressed or stale since then."""
 
     def counts(self) -> dict[str, int]:
         """Return the number of jobs per state."""

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from receiver.errors import OutboxUnavailableError
-from receiver.model import JOB_STATES, Attempt, Enqueued, Event, Job, Target
+from receiver.model import JOB_STATES, Attempt, Enqueued, Event, Job, Pruned, Target
 from receiver.outbox import Outbox
 from receiver.outbox.migrations import postgres as postgres_migrations
 from receiver.outbox.migrations import sqlite as sqlite_migrations
@@ -294,6 +294,85 @@ def test_release_gives_jobs_back_due_now_without_an_attempt(outbox: Outbox) -> N
     assert stored is not None
     assert (stored.state, stored.next_attempt_at, stored.attempts, stored.lease_owner) == ("pending", NOW + 2, 0, None)
     assert claim_one(outbox, "worker-b", now=NOW + 2).id == job.id
+
+
+# --- prune
+
+
+def finish(box: Outbox, state: str = "delivered", *, at: float = NOW + 1) -> Job:
+    """Claim the one due job and finish it (delivered or dead) at `at`."""
+    job = claim_one(box, now=at)
+    assert box.record(job, attempt(state, at=at), state=state, now=at)
+    return job
+
+
+def test_prune_deletes_old_finished_events_with_their_jobs_and_attempts(outbox: Outbox) -> None:
+    cooled = replace(TARGET, cooldown_seconds=600)
+    put(outbox, targets=(cooled,))
+    delivered = finish(outbox)
+    suppressed = put(outbox, change(2), (cooled,), event_id="event-2", now=NOW + 2).jobs[0]
+    stale = put(outbox, change(3, occurred_at="2023-11-14T21:00:00Z"), event_id="event-3", now=NOW + 3).jobs[0]
+    assert (suppressed.state, stale.state) == ("suppressed", "stale")
+    pruned = outbox.prune(before=NOW + 10)
+    assert (pruned.events, pruned.jobs, pruned.attempts) == (3, 3, 1)
+    assert outbox.counts() == dict.fromkeys(JOB_STATES, 0)
+    assert outbox.get(delivered.id) is None
+
+
+def test_prune_keeps_pending_in_flight_and_dead_jobs_and_their_events(outbox: Outbox) -> None:
+    put(outbox)
+    finish(outbox, "dead")
+    put(outbox, change(2), event_id="event-2")
+    claim_one(outbox)
+    put(outbox, change(3), event_id="event-3")
+    before = outbox.counts()
+    assert outbox.prune(before=NOW + 3600) == Pruned()
+    assert outbox.counts() == before == {**dict.fromkeys(JOB_STATES, 0), "dead": 1, "in_flight": 1, "pending": 1}
+
+
+def test_prune_keeps_an_event_while_any_of_its_jobs_is_unfinished(outbox: Outbox) -> None:
+    other = replace(TARGET, route="prod-failed-too", contact_list_id="cl-other")
+    put(outbox, targets=(TARGET, other))
+    first, second = outbox.claim("worker-a", limit=2, lease_seconds=LEASE, now=NOW + 1)
+    assert outbox.record(first, attempt("delivered"), state="delivered", now=NOW + 1)
+    assert outbox.record(second, attempt("dead", status_code=403), state="dead", now=NOW + 1)
+    assert outbox.prune(before=NOW + 3600) == Pruned()
+    assert outbox.get(first.id) is not None and outbox.get(second.id) is not None
+
+
+def test_prune_keeps_events_received_or_finished_since_the_cutoff(outbox: Outbox) -> None:
+    put(outbox)
+    finish(outbox, at=NOW + 100)  # received before the cutoff, delivered after it (a late or replayed job)
+    put(outbox, change(2), event_id="event-2", now=NOW + 200)
+    finish(outbox, at=NOW + 201)
+    assert outbox.prune(before=NOW + 50) == Pruned()
+    assert outbox.prune(before=NOW + 150) == Pruned(events=1, jobs=1, attempts=1)
+    assert outbox.counts()["delivered"] == 1
+
+
+def test_prune_deletes_events_whose_state_change_was_stored_by_an_earlier_one(outbox: Outbox) -> None:
+    put(outbox)
+    again = put(outbox, replace(EVENT, delivery_id="delivery-2"), event_id="event-2")  # no job of its own
+    assert again.duplicate and again.event_id == "event-2"
+    finish(outbox)
+    assert outbox.prune(before=NOW + 10) == Pruned(events=2, jobs=1, attempts=1)
+
+
+def test_prune_runs_in_batches_until_nothing_is_left(outbox: Outbox) -> None:
+    for n in range(7):
+        put(outbox, change(n), event_id=f"event-{n}")
+        finish(outbox)
+    assert outbox.prune(before=NOW + 10, batch=3) == Pruned(events=7, jobs=7, attempts=7)
+    assert outbox.counts()["delivered"] == 0
+
+
+def test_a_pruned_delivery_counts_as_new_when_it_comes_again(outbox: Outbox) -> None:
+    """Why `receiver outbox prune` refuses ages under a week: dedupe needs the stored event."""
+    put(outbox)
+    finish(outbox)
+    outbox.prune(before=NOW + 10)
+    again = put(outbox, event_id="event-2", now=NOW + 20)
+    assert not again.duplicate and again.jobs[0].state == "pending"
 
 
 # --- replay and inspection
