@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--log", action="store_true", help="log each check as a JSON audit line (what serve does)")
     f.set_defaults(func=_preflight)
 
-    o = sub.add_parser("outbox", help="inspect and replay outbox jobs")
+    o = sub.add_parser("outbox", help="inspect, replay and prune outbox jobs")
     osub = o.add_subparsers(title="outbox commands", metavar="ACTION")
     ol = osub.add_parser("list", help="list jobs, newest first")
     ol.add_argument("--state", help="pending, in_flight, delivered, dead, suppressed or stale")
@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     grp.add_argument("id", type=int, nargs="?")
     grp.add_argument("--dead", action="store_true", help="replay every dead job")
     orp.set_defaults(func=_outbox_replay)
+    opr = osub.add_parser("prune", help="delete delivered, suppressed and stale jobs, their events and attempts, "
+                                        "once old enough")
+    opr.add_argument("--older-than", type=float, default=PRUNE_DEFAULT_DAYS, metavar="DAYS",
+                     help=f"received at least this many days ago (default {PRUNE_DEFAULT_DAYS:g}, "
+                          f"at least {PRUNE_MIN_DAYS:g})")
+    opr.set_defaults(func=_outbox_prune)
 
     sb = sub.add_parser("sandbox", help="run the local platform stand-in")
     sb.add_argument("--host", default="127.0.0.1")
@@ -87,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("--config", help="sandbox YAML (default: the packaged example)")
     sb.set_defaults(func=_sandbox)
     return p
+
+
+#: `outbox prune`: how old a finished event must be by default, and at least. Dedupe needs a webhook's
+#: event for as long as it may be sent again: GitHub lets people redeliver for 3 days, and senders retry
+#: for up to about as long.
+PRUNE_DEFAULT_DAYS = 30.0
+PRUNE_MIN_DAYS = 7.0
+_DAY = 86400.0
 
 
 def _err(message: str) -> None:
@@ -290,6 +304,32 @@ def _outbox_replay(args: argparse.Namespace) -> int:
         return 0
     finally:
         box.close()
+
+
+def _outbox_prune(args: argparse.Namespace) -> int:
+    days: float = args.older_than
+    if not days >= PRUNE_MIN_DAYS:
+        _err(f"--older-than {days:g}: at least {PRUNE_MIN_DAYS:g} days, or a sender's redelivery of a pruned "
+             "webhook would be taken for a new one and call again")
+        return 2
+    settings = _settings()
+    if settings.mapping_path is not None:
+        from .route import load_mapping
+
+        longest = max((t.cooldown_seconds for t in load_mapping(settings.mapping_path).targets()), default=0.0)
+        if days * _DAY < longest:
+            _err(f"--older-than {days:g}: the mapping has a cooldown of {longest / _DAY:g} days, which counts the "
+                 "jobs of that long ago; prune older ones only")
+            return 2
+    before = time.time() - days * _DAY
+    box = _open_outbox()
+    try:
+        pruned = box.prune(before=before)
+    finally:
+        box.close()
+    print(f"pruned {pruned.events} event(s) received before {_iso(before)}, with {pruned.jobs} job(s) and "
+          f"{pruned.attempts} attempt(s); pending, in-flight and dead jobs are kept")
+    return 0
 
 
 def _sandbox(args: argparse.Namespace) -> int:

@@ -1,13 +1,17 @@
-"""The command line as users run it: check-mapping and explain (exit codes, output shape)."""
+"""The command line as users run it: check-mapping, explain and outbox (exit codes, output shape)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from receiver.model import Attempt, Event, Target
+from receiver.outbox import open_outbox
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -97,3 +101,50 @@ def test_outbox_list_refuses_an_unknown_state(tmp_path: Path) -> None:
                           timeout=60)
     assert done.returncode == 2
     assert b"unknown state" in done.stderr
+
+
+def prune(db: Path, *args: str, mapping: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {"PATH": "/usr/bin:/bin", "RECEIVER_DATABASE_URL": f"sqlite:///{db}"}
+    if mapping is not None:
+        env["RECEIVER_MAPPING"] = str(mapping)
+    return subprocess.run([sys.executable, "-m", "receiver", "outbox", "prune", *args], cwd=REPO, env=env,
+                          capture_output=True, timeout=60)
+
+
+def test_outbox_prune_deletes_old_finished_jobs_and_keeps_the_rest(tmp_path: Path) -> None:
+    db = tmp_path / "o.db"
+    box = open_outbox(f"sqlite:///{db}")
+    target = Target(route="r", action="trigger", division_id="div", contact_list_id="cl")
+    day = 86400.0
+    for n, (age, state) in enumerate([(40, "delivered"), (40, "dead"), (20, "delivered")]):
+        at = time.time() - age * day
+        event = Event(source="github", kind="workflow_run", state="failed", dedupe_key=f"change-{n}",
+                      delivery_id=f"delivery-{n}")
+        box.enqueue(event, [target], event_id=f"event-{n}", request_id=None, mapping_version=None, now=at)
+        (job,) = box.claim("cli-test", limit=1, lease_seconds=60, now=at)
+        attempt = Attempt(1, at, 1.0, state, 200, correlation_id=None, error_code=None, message=None)
+        assert box.record(job, attempt, state=state, now=at)
+    box.close()
+
+    done = prune(db)
+    assert done.returncode == 0, done.stderr
+    assert b"pruned 1 event(s)" in done.stdout and b"with 1 job(s) and 1 attempt(s)" in done.stdout
+    box = open_outbox(f"sqlite:///{db}")
+    assert [(job.route, job.state) for job in box.list_jobs()] == [("r", "delivered"), ("r", "dead")]
+    box.close()
+
+
+def test_outbox_prune_refuses_less_than_a_week(tmp_path: Path) -> None:
+    done = prune(tmp_path / "o.db", "--older-than", "6")
+    assert done.returncode == 2
+    assert b"at least 7 days" in done.stderr
+    assert not (tmp_path / "o.db").exists()
+
+
+def test_outbox_prune_refuses_less_than_the_mappings_longest_cooldown(tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text((REPO / "examples" / "mapping.yaml").read_text().replace("cooldown: 10m", "cooldown: 240h"))
+    done = prune(tmp_path / "o.db", "--older-than", "8", mapping=mapping)
+    assert done.returncode == 2
+    assert b"cooldown of 10 days" in done.stderr
+    assert prune(tmp_path / "o.db", "--older-than", "10", mapping=mapping).returncode == 0
