@@ -17,10 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 
 
-def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = {"PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "receiver", *args], cwd=REPO, env=env, input=stdin,
-                          capture_output=True, timeout=60)
+def run(*args: str, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess[bytes]:
+    """Run `receiver ARGS` with only PATH and the given variables in its environment."""
+    return subprocess.run([sys.executable, "-m", "receiver", *args], cwd=REPO, env={"PATH": "/usr/bin:/bin", **env},
+                          input=stdin, capture_output=True, timeout=60)
 
 
 def test_check_mapping_accepts_the_example() -> None:
@@ -96,19 +96,14 @@ def test_explain_exits_2_on_unreadable_or_invalid_input(args: list[str], stdin: 
 
 
 def test_outbox_list_refuses_an_unknown_state(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "receiver", "outbox", "list", "--state", "lost"], cwd=REPO,
-                          env={"RECEIVER_DATABASE_URL": f"sqlite:///{tmp_path / 'o.db'}"}, capture_output=True,
-                          timeout=60)
+    done = run("outbox", "list", "--state", "lost", RECEIVER_DATABASE_URL=f"sqlite:///{tmp_path / 'o.db'}")
     assert done.returncode == 2
     assert b"unknown state" in done.stderr
 
 
 def prune(db: Path, *args: str, mapping: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-    env = {"PATH": "/usr/bin:/bin", "RECEIVER_DATABASE_URL": f"sqlite:///{db}"}
-    if mapping is not None:
-        env["RECEIVER_MAPPING"] = str(mapping)
-    return subprocess.run([sys.executable, "-m", "receiver", "outbox", "prune", *args], cwd=REPO, env=env,
-                          capture_output=True, timeout=60)
+    env = {"RECEIVER_DATABASE_URL": f"sqlite:///{db}"} | ({"RECEIVER_MAPPING": str(mapping)} if mapping else {})
+    return run("outbox", "prune", *args, **env)
 
 
 def test_outbox_prune_deletes_old_finished_jobs_and_keeps_the_rest(tmp_path: Path) -> None:
