@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench  # noqa: E402
 from loadgen import deliveries, write_pool  # noqa: E402
-from procs import Proc, children, free_port, install_cleanup, stop_all  # noqa: E402
+from procs import Proc, children, install_cleanup, stop_all  # noqa: E402
 
 VARIANTS = {
     "pipedial": "",
@@ -43,14 +43,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start(b: bench.Bench, name: str, ablate: str) -> tuple[Proc, int]:
-    port = free_port()
-    env = b.receiver_env(name.replace(" ", "-"), "http://127.0.0.1:9", port, RECEIVER_EMBEDDED_WORKER="0",
-                         BENCH_ABLATE=ablate)
-    script = Path(__file__).resolve().parent / "ablated.py"
-    proc = Proc(name.replace(" ", "-"), [bench.PY, str(script)], env, b.tmp).start()
-    proc.wait_until(lambda: bench.requests.get(f"http://{bench.HOST}:{port}/readyz", timeout=1).status_code == 200)
-    b.wait_workers(proc)
-    return proc, port
+    """Start pipedial (intake only) with the named parts switched off (scripts/bench/ablated.py)."""
+    script = str(Path(__file__).resolve().parent / "ablated.py")
+    return b.pipedial(name.replace(" ", "-"), "http://127.0.0.1:9", command=(script,), RECEIVER_EMBEDDED_WORKER="0",
+                      BENCH_ABLATE=ablate)
 
 
 def main() -> int:
@@ -83,7 +79,7 @@ def main() -> int:
         stop_all()
     print(f"\n{rounds} alternating rounds of wrk -c{b.plan.wrk_connections} for {seconds} s, "
           f"{b.plan.workers} workers; intake only; CPU time taken by the host (steal) per round: "
-          f"{', '.join(f'{x:.1f}%' for x in steal)}\n")
+          f"{', '.join(f'{x:.1%}' for x in steal)}\n")
     print("| server | req/s per round | share of that round's ceiling (median) | CPU per request, ms (median)"
           " | the ceiling's CPU per request over its own |")
     print("|---|---|---|---|---|")

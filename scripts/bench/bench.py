@@ -224,10 +224,11 @@ class Bench:
             **extra,
         }
 
-    def pipedial(self, name: str, sandbox_url: str, **extra: str) -> tuple[Proc, int]:
+    def pipedial(self, name: str, sandbox_url: str, *, command: tuple[str, ...] = ("-m", "receiver", "serve"),
+                 **extra: str) -> tuple[Proc, int]:
         port = free_port()
         env = self.receiver_env(name, sandbox_url, port, **extra)
-        proc = Proc(name, [PY, "-m", "receiver", "serve"], env, self.tmp).start()
+        proc = Proc(name, [PY, *command], env, self.tmp).start()
         proc.wait_until(lambda: requests.get(f"http://{HOST}:{port}/readyz", timeout=1).status_code == 200)
         self.wait_workers(proc)
         return proc, port
